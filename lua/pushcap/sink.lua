@@ -1,0 +1,214 @@
+-- pushcap.sink: where a split's bytes go (pcap_split's output modes).
+--
+-- A sink turns "a split named N" into a chain of processes whose stdin
+-- receives the pcap bytes: the optional --pipe-cmd, then the transport
+-- (a file, rclone rcat, curl -T -, ssh cat).  Every split is written under
+-- N.pending and renamed to N only when complete.  Children are started
+-- from argv; the user's own strings (pipe command, curl arguments, ssh
+-- options) run through sh -c with the file names passed as "$1"...
+local C = require("pushcap.ffi")
+local ffi = require("ffi")
+local proc = require("pushcap.proc")
+local paths = require("pushcap.paths")
+
+local M = {}
+
+local function dirname(p) return p:match("^(.*)/[^/]*$") end
+
+-- ---- transports: each returns argv (or nil for a local file) ------------
+local modes = {}
+
+modes.file = {
+   describe = function(_, name) return "FILE:" .. name end,
+   upload = function() return nil end,
+   prepare = function(_, path)
+      local dir = dirname(path)
+      if dir and dir ~= "" then
+         local rc = C.pc_mkdirs(dir, 493)
+         if rc < 0 then return nil, ("cannot create directory %s: %s"):format(dir, proc.errstr(rc)) end
+      end
+      return true
+   end,
+   rename = function(_, from, to)
+      local rc = C.pc_rename(from, to)
+      if rc < 0 then return nil, ("rename %s -> %s: %s"):format(from, to, proc.errstr(rc)) end
+      return true
+   end,
+   write_cmd = function(self, pending) return ("%s > '%s'"):format(self.pipe_cmd or "cat", pending) end,
+}
+
+modes.null = {
+   describe = function() return "NULL:" end,
+   upload = function() return nil end,
+   prepare = function() return true end,
+   rename = function() return true end,
+   write_cmd = function(self) return (self.pipe_cmd or "cat") .. " > /dev/null" end,
+   null = true,
+}
+
+modes.rclone = {
+   describe = function(_, name) return "RCLONE:" .. name end,
+   upload = function(_, pending)
+      return { "rclone", "--config=" .. paths.rclone_conf, "--ignore-checksum", "rcat", pending }
+   end,
+   prepare = function() return true end,
+   rename = function(_, from, to)
+      local argv = { "rclone", "--config=" .. paths.rclone_conf, "moveto", from, to }
+      local rc = proc.run(argv)
+      if rc ~= 0 then return nil, ("rclone moveto %s %s exited %d"):format(from, to, rc) end
+      return true, table.concat(argv, " ")
+   end,
+   write_cmd = function(self, pending)
+      return ("%s | rclone --config=%s --ignore-checksum rcat %s"):format(self.pipe_cmd or "cat", paths.rclone_conf, pending)
+   end,
+}
+
+-- curl: the URL is split at its last '/' into a directory and a name prefix.
+local function ftp_like(url) return url:match("^ftps?://") ~= nil end
+
+modes.curl = {
+   describe = function(self, name) return "CURL:" .. self.url_dir .. name end,
+   upload = function(self, pending)
+      return proc.sh_argv("curl -s -S --fail -T - " .. self.curl_args, { self.url_dir .. pending })
+   end,
+   prepare = function() return true end,
+   rename = function(self, from, to)
+      local quote
+      if ftp_like(self.url_dir) then
+         quote = { "-Q", "-RNFR " .. from, "-Q", "-RNTO " .. to }
+      elseif self.url_dir:match("^sftp://") then
+         local dir = self.url_dir:match("^sftp://[^/]*(/.*)$") or "/"
+         quote = { "-Q", "-rename " .. dir .. from .. " " .. dir .. to }
+      else
+         return true -- http(s) PUT went straight to the final name
+      end
+      local args = { self.url_dir }
+      for _, q in ipairs(quote) do args[#args + 1] = q end
+      local devnull = C.pc_open_write("/dev/null")
+      local rc = proc.run(proc.sh_argv("curl -s -S --fail " .. self.curl_args, args), devnull)
+      C.pc_close(devnull)
+      if rc ~= 0 then return nil, ("curl rename %s -> %s exited %d"):format(from, to, rc) end
+      return true, ("curl -s %s %s %s"):format(self.curl_args, self.url_dir, table.concat(quote, " "))
+   end,
+   write_cmd = function(self, pending)
+      return ("%s | curl -s -T - %s \"%s%s\""):format(self.pipe_cmd or "cat", self.curl_args, self.url_dir, pending)
+   end,
+}
+
+modes.ssh = {
+   describe = function(self, name) return "SSH:" .. self.ssh_host .. ":" .. self.ssh_dir .. name end,
+   upload = function(self, pending)
+      return proc.sh_argv("ssh " .. self.ssh_opts .. ' "$1" "$2"',
+         { self.ssh_host, "cat > " .. proc.quote(self.ssh_dir .. pending) })
+   end,
+   prepare = function() return true end,
+   rename = function(self, from, to)
+      local remote = "mv " .. proc.quote(self.ssh_dir .. from) .. " " .. proc.quote(self.ssh_dir .. to)
+      local rc = proc.run(proc.sh_argv("ssh -T " .. self.ssh_opts .. ' "$1" "$2"', { self.ssh_host, remote }))
+      if rc ~= 0 then return nil, ("ssh %s %s exited %d"):format(self.ssh_host, remote, rc) end
+      return true, "ssh " .. self.ssh_host .. " " .. remote
+   end,
+   write_cmd = function(self, pending)
+      return ("%s | ssh %s %s \"cat > %s%s\""):format(self.pipe_cmd or "cat", self.ssh_opts, self.ssh_host, self.ssh_dir, pending)
+   end,
+}
+
+-- ---- construction -------------------------------------------------------
+-- opts: mode ("file"|"null"|"rclone"|"curl"|"ssh"), pipe_cmd, curl_args,
+-- curl_url, ssh_spec.  Returns the sink or nil and a reason.
+function M.new(opts)
+   local m = modes[opts.mode]
+   if not m then return nil, "unknown output mode " .. tostring(opts.mode) end
+   local s = setmetatable({ mode = opts.mode }, { __index = m })
+   if opts.pipe_cmd and opts.pipe_cmd ~= "" and opts.pipe_cmd ~= "cat" then s.pipe_cmd = opts.pipe_cmd end
+   s.name_prefix = ""
+   if opts.mode == "curl" then
+      local url = opts.curl_url or ""
+      local dir, prefix = url:match("^(.*/)([^/]*)$")
+      if not dir then return nil, "--curl needs a URL with a '/' (e.g. ftp://host/dir/prefix), got '" .. url .. "'" end
+      s.url_dir, s.name_prefix, s.curl_args = dir, prefix, opts.curl_args or ""
+   elseif opts.mode == "ssh" then
+      -- "<ssh options> host:/remote/dir/prefix"
+      local spec = opts.ssh_spec or ""
+      local head, dir, prefix = spec:match("^(.*):(.*/)([^/]*)$")
+      if not head then
+         head, prefix = spec:match("^(.*):([^/]*)$")
+         dir = ""
+      end
+      local sshopts, host = (head or ""):match("^(.-)%s*(%S+)$")
+      if not host then return nil, "--ssh needs '[options] host:/path/prefix', got '" .. spec .. "'" end
+      s.ssh_opts, s.ssh_host, s.ssh_dir, s.name_prefix = sshopts, host, dir, prefix
+   end
+   return s
+end
+
+-- Starts the chain for one split.  in_fd is the spool file when re-sending,
+-- nil for a fresh split (then the returned write_fd takes the bytes).
+-- Returns { pids = {...}, write_fd = fd|nil, out_fd = fd|nil } or nil, err.
+function M.start(s, pending, in_fd)
+   local ok, err = s:prepare(pending)
+   if not ok then return nil, err end
+   local st = { pids = {} }
+   local up = s:upload(pending)
+   -- the final stdout: the file itself, /dev/null, or inherited by the uploader
+   local out
+   if not up then
+      out = s.null and C.pc_open_write("/dev/null") or C.pc_open_write(pending)
+      if out < 0 then return nil, ("cannot create %s: %s"):format(pending, proc.errstr(out)) end
+   end
+   local stages = {}
+   if s.pipe_cmd then stages[#stages + 1] = proc.sh_argv(s.pipe_cmd) end
+   if up then stages[#stages + 1] = up end
+   if #stages == 0 then
+      -- plain file: the writer writes straight into it, no process
+      if in_fd then
+         -- a re-send of a plain file is a copy; cat keeps one code path
+         stages[1] = { "cat" }
+      else
+         st.write_fd = out
+         return st
+      end
+   end
+   local feed = in_fd
+   local pfds = ffi.new("int[2]")
+   if not feed then
+      if C.pc_pipe(pfds) < 0 then return nil, "cannot create a pipe" end
+      feed, st.write_fd = pfds[0], pfds[1]
+   end
+   for i, argv in ipairs(stages) do
+      local stage_out, next_in
+      if i == #stages then
+         stage_out = out
+      else
+         if C.pc_pipe(pfds) < 0 then return nil, "cannot create a pipe" end
+         next_in, stage_out = pfds[0], pfds[1]
+      end
+      local pid, perr = proc.spawn(argv, feed, stage_out)
+      if feed ~= in_fd then C.pc_close(feed) end
+      if stage_out and stage_out ~= out then C.pc_close(stage_out) end
+      if not pid then
+         if st.write_fd then C.pc_close(st.write_fd) end
+         if out then C.pc_close(out) end
+         for _, p in ipairs(st.pids) do proc.wait(p) end
+         return nil, perr
+      end
+      st.pids[#st.pids + 1] = pid
+      feed = next_in
+   end
+   if out then C.pc_close(out) end
+   return st
+end
+
+-- Closes the write side and waits for the chain; returns true or nil, err.
+function M.finish(st)
+   if st.write_fd then C.pc_close(st.write_fd); st.write_fd = nil end
+   local bad
+   for i, pid in ipairs(st.pids) do
+      local rc = proc.wait(pid)
+      if rc ~= 0 and not bad then bad = ("stage %d of the output pipeline exited %d"):format(i, rc) end
+   end
+   if bad then return nil, bad end
+   return true
+end
+
+return M

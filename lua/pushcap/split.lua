@@ -1,0 +1,330 @@
+-- pushcap.split: the split engine shared by pcap_split and push.
+--
+-- Per batch of packets it asks the C splitter where the next split starts
+-- (pc_split_scan), hands whole runs to the C pcap writer, and does the
+-- per-split work itself: close the old split (wait for its pipeline, run
+-- the close script, rename .pending, chown), run the new script, name and
+-- open the next one.  A split whose pipeline fails is re-sent from a raw
+-- spool copy; when that keeps failing the copy is kept and the log says
+-- where.  Nothing accepted from the input is dropped without a log line
+-- that counts it.
+local ffi = require("ffi")
+local C = require("pushcap.ffi")
+local num = require("pushcap.num")
+local proc = require("pushcap.proc")
+local sinkmod = require("pushcap.sink")
+local slog = require("pushcap.splitlog")
+
+local M = {}
+local Engine = {}
+Engine.__index = Engine
+
+local BATCH = 1024
+local i64 = num.i64
+
+-- cfg fields:
+--   split = "time"|"byte", target (int64/number), roundup, roll_period, chomp
+--   prefix, suffix, timestring (function from pushcap.naming), startend (bool)
+--   sink (from pushcap.sink.new), script_new, script_close, owner {uid, gid}
+--   spool_dir (nil = no spool), retries, retry_delay_ns, out (log function)
+function M.new(cfg)
+   local e = setmetatable({ cfg = cfg }, Engine)
+   local sp = ffi.new("pc_split")
+   sp.mode = cfg.split == "time" and C.PC_SPLIT_TIME or C.PC_SPLIT_BYTE
+   sp.target = i64(cfg.target)
+   sp.roundup = cfg.roundup and i64(cfg.roundup) or sp.target / 4
+   sp.chomp = cfg.chomp or 0
+   sp.roll_period = cfg.roll_period and i64(cfg.roll_period) or 0
+   sp.tz_offset = i64(C.pc_tz_offset(os.time())) * num.NS
+   e.sp = sp
+   e.pkts = ffi.new("pc_pkt[?]", BATCH)
+   e.log = slog.new(cfg.out or io.write)
+   e.t0 = C.pc_mono_ns()
+   e.total_bytes, e.total_pkts, e.splits = 0, 0, 0
+   e.lost_pkts, e.lost_bytes, e.failed_splits = 0, 0, 0
+   e.prev_start = i64(0)
+   e.prev_boundary = i64(0)
+   return e
+end
+
+-- ---- per split -------------------------------------------------------------
+function Engine:name_for(start_ts, end_ts)
+   local c = self.cfg
+   return c.sink.name_prefix .. c.prefix .. c.timestring(start_ts, end_ts) .. c.suffix
+end
+
+function Engine:open_split(boundary, first_ts, linktype)
+   local c, sp = self.cfg, self.sp
+   if c.script_new then
+      local rc = proc.run_sh(c.script_new)
+      self.log:script(c.script_new, rc)
+   end
+   local start = c.split == "time" and boundary or i64(first_ts)
+   local end_ts = c.split == "time" and boundary + sp.target or nil
+   local name = self:name_for(start, end_ts)
+   local cur = { name = name, pending = name .. ".pending", start = start,
+                 wall0 = C.pc_now_ns(), boundary = boundary }
+   self.cur = cur
+   self.splits = self.splits + 1
+   self:start_output(cur, linktype)
+   self.log:new_split(self, cur, first_ts)
+end
+
+function Engine:start_output(cur, linktype)
+   local c = self.cfg
+   cur.spool_fd = -1
+   if c.spool_dir and (c.sink.pipe_cmd or c.sink:upload("x")) then
+      -- a raw copy lets a failed pipeline be re-run without the input
+      local base = cur.pending:match("([^/]*)$")
+      cur.spool = c.spool_dir .. "/" .. base .. ".raw"
+      local fd = C.pc_open_write(cur.spool)
+      if fd < 0 then
+         self.log:err(("cannot create spool copy %s: %s; a failed upload of this split cannot be re-sent")
+            :format(cur.spool, proc.errstr(fd)))
+         cur.spool = nil
+      else
+         cur.spool_fd = fd
+      end
+   end
+   local st, err = sinkmod.start(c.sink, cur.pending)
+   if not st then
+      self.log:err("cannot start output for " .. cur.pending .. ": " .. err)
+      cur.broken = err
+      st = { pids = {}, write_fd = C.pc_open_write("/dev/null") }
+   end
+   cur.st = st
+   self.log:cmd(c.sink:write_cmd(cur.pending))
+   cur.w = C.pc_writer_open(st.write_fd, cur.spool_fd, linktype, 4 * 1024 * 1024)
+   if cur.w == nil then error("out of memory for the pcap writer") end
+end
+
+-- Writes n packets from p into the open split, riding out write failures.
+function Engine:write(p, n)
+   local cur = self.cur
+   local w = cur.w
+   local done = C.pc_writer_put(w, p, n, self.sp.chomp)
+   while done < n do
+      if not self:write_failed() then
+         self:count_lost(p + done, n - done)
+         return
+      end
+      done = done + C.pc_writer_put(w, p + done, n - done, self.sp.chomp)
+   end
+end
+
+function Engine:count_lost(p, n)
+   for i = 0, n - 1 do
+      if p[i].wirelen > 0 then
+         self.lost_pkts = self.lost_pkts + 1
+         self.lost_bytes = self.lost_bytes + 16 + p[i].caplen
+      end
+   end
+end
+
+-- A flush failed.  A dead pipeline (EPIPE) is not retried here: the rest of
+-- the split goes to the spool only and the whole split is re-sent at close.
+-- A full or failing disk is retried with backoff until it takes the data or
+-- a signal asks us to stop.  Returns false when the data cannot be written.
+function Engine:write_failed()
+   local cur, c = self.cur, self.cfg
+   local errno = C.pc_writer_errno(cur.w)
+   if errno == 32 and cur.st.pids[1] then -- EPIPE
+      cur.broken = cur.broken or "output pipeline closed its input early"
+      -- keep writing into nothing, so the spool copy still gets every byte
+      local devnull = C.pc_open_write("/dev/null")
+      C.pc_close(cur.st.write_fd)
+      cur.st.write_fd = devnull
+      C.pc_writer_retarget(cur.w, devnull)
+      if cur.spool_fd < 0 then
+         self.log:err(("output pipeline for %s died and there is no spool copy: this split's packets are lost")
+            :format(cur.pending))
+      end
+      return true
+   end
+   cur.failures = (cur.failures or 0) + 1
+   local delay = math.min(c.retry_delay_ns * 2 ^ math.min(cur.failures - 1, 6), 60e9)
+   self.log:err(("write failure. possibly out of disk space: %s (%s); retrying in %.1f s")
+      :format(proc.errstr(errno), cur.pending, delay / 1e9))
+   if C.pc_sleep_ns(delay) < 0 or C.pc_signal_pending() ~= 0 then
+      return false
+   end
+   return true
+end
+
+-- Closes the open split.  trigger_ts is the record that caused it (nil at the
+-- end of input); next_boundary is the next split's boundary (time mode).
+function Engine:close_split(trigger_ts, next_boundary, final)
+   local cur, c = self.cur, self.cfg
+   if not cur then return end
+   self.cur = nil
+   local snap = ffi.new("pc_split", self.sp)
+   -- flush what is buffered; a full disk is waited out like any write
+   while C.pc_writer_flush(cur.w) < 0 do
+      if not self:write_failed() then
+         self.lost_bytes = self.lost_bytes + tonumber(C.pc_writer_buffered(cur.w))
+         cur.broken = cur.broken or "could not write the end of the split"
+         break
+      end
+   end
+   local ok, err = sinkmod.finish(cur.st)
+   if not ok then cur.broken = cur.broken or err end
+   if cur.spool_fd >= 0 then C.pc_close(cur.spool_fd) end
+   C.pc_writer_free(cur.w)
+   if cur.broken then
+      if cur.spool then
+         self:resend(cur)
+      else
+         cur.failed = true
+         self.failed_splits = self.failed_splits + 1
+         self.lost_pkts = self.lost_pkts + tonumber(snap.pkts)
+         self.lost_bytes = self.lost_bytes + tonumber(snap.bytes)
+         self.log:err(("output for %s failed (%s) with no spool copy: %s packets lost")
+            :format(cur.pending, cur.broken, num.str(snap.pkts)))
+      end
+   elseif cur.spool then
+      C.pc_unlink(cur.spool)
+   end
+   local first, last = snap.first_ts, snap.last_ts
+   local trig = trigger_ts and i64(trigger_ts) or i64(last)
+   local wall = C.pc_now_ns() - cur.wall0
+   local span = (final and i64(last) or trig) - i64(first)
+   if snap.pkts == 0 then span = i64(0) end
+   -- byte mode startend names end at the file's last packet
+   if c.split ~= "time" and c.startend then
+      cur.name = self:name_for(cur.start, snap.pkts > 0 and i64(last) or cur.start)
+   end
+   self.log:finished(self, cur, snap, trig, wall, span, final)
+   if c.script_close then
+      local args
+      if c.split == "time" or final then
+         local a, b
+         if final then
+            a, b = self.prev_boundary, c.split == "time" and cur.boundary or i64(0)
+            if c.split ~= "time" then a = i64(0) end
+         else
+            a, b = cur.boundary, next_boundary
+         end
+         args = { cur.name, num.str(snap.bytes), num.str(snap.pkts), num.str(wall), num.str(span),
+                  num.str(a), num.str(b), num.str(first), num.str(last), num.str(trig) }
+      else
+         args = { c.sink:describe(cur.name), num.str(snap.bytes), num.str(snap.pkts), num.str(wall),
+                  num.str(span), num.str(first), num.str(last) }
+      end
+      local rc = proc.run_sh(c.script_close, args)
+      self.log:script(c.script_close .. " " .. table.concat(args, " "), rc)
+   end
+   if cur.failed then
+      if c.sink.mode == "file" then C.pc_unlink(cur.pending) end
+      self.prev_boundary = cur.boundary
+      return
+   end
+   if c.owner and c.sink.mode == "file" then
+      local rc = C.pc_chown(cur.pending, c.owner.uid, c.owner.gid)
+      if rc < 0 then self.log:err(("chown %s: %s"):format(cur.pending, proc.errstr(rc))) end
+   end
+   self:rename(cur)
+   self.prev_boundary = cur.boundary
+end
+
+-- Re-runs the split's pipeline from its spool copy until it succeeds.
+function Engine:resend(cur)
+   local c = self.cfg
+   for attempt = 1, c.retries do
+      local delay = math.min(c.retry_delay_ns * 2 ^ (attempt - 1), 60e9)
+      -- jitter keeps many targets from retrying in lock step
+      delay = delay * (0.75 + 0.5 * math.random())
+      self.log:err(("output for %s failed (%s); re-sending from %s, attempt %d of %d in %.1f s")
+         :format(cur.pending, cur.broken, cur.spool, attempt, c.retries, delay / 1e9))
+      if C.pc_sleep_ns(delay) < 0 then break end
+      local fd = C.pc_open_read(cur.spool)
+      if fd < 0 then break end
+      local st, err = sinkmod.start(c.sink, cur.pending, fd)
+      local ok
+      if st then ok, err = sinkmod.finish(st) end
+      C.pc_close(fd)
+      if ok then
+         C.pc_unlink(cur.spool)
+         cur.broken = nil
+         return true
+      end
+      cur.broken = err
+   end
+   -- keep the data: the raw pcap stays in the spool under the final name
+   local kept = cur.spool:gsub("%.pending%.raw$", ".unsent.pcap")
+   C.pc_rename(cur.spool, kept)
+   self.failed_splits = self.failed_splits + 1
+   cur.failed = true
+   self.log:err(("giving up on %s after %d attempts (%s); its packets are kept uncompressed in %s")
+      :format(cur.name, c.retries, cur.broken, kept))
+   return false
+end
+
+function Engine:rename(cur)
+   local c = self.cfg
+   local final = cur.pending:sub(1, -9)
+   final = final:gsub("[^/]*$", "") .. cur.name:match("([^/]*)$")
+   for attempt = 1, c.retries + 1 do
+      local ok, detail = c.sink:rename(cur.pending, final)
+      if ok then
+         if detail then self.log:cmd_done(detail) end
+         return true
+      end
+      self.log:err(("rename failed: %s (attempt %d)"):format(detail, attempt))
+      if attempt <= c.retries and C.pc_sleep_ns(c.retry_delay_ns * attempt) < 0 then break end
+   end
+   self.failed_splits = self.failed_splits + 1
+   self.log:err(("%s is complete but could not be renamed; it is kept as %s"):format(final, cur.pending))
+   return false
+end
+
+-- ---- the run ---------------------------------------------------------------
+-- Reads everything from reader.  Returns the number of the signal that
+-- stopped it (0 at end of input) and the reader error text, if any.
+function Engine:run(reader)
+   local sp, pkts = self.sp, self.pkts
+   local linktype = C.pc_reader_linktype(reader)
+   local stats = ffi.new("pc_reader_stats")
+   local next_progress = C.pc_mono_ns() + 1e9
+   local rerr
+   while true do
+      local n = C.pc_reader_next(reader, pkts, BATCH)
+      if n <= 0 then
+         if n < 0 and n ~= C.PC_ERR_INTR then rerr = ffi.string(C.pc_reader_error(reader)) end
+         break
+      end
+      local i = 0
+      while i < n do
+         local j = C.pc_split_scan(sp, pkts, i, n)
+         if j > i and self.cur then self:write(pkts + i, j - i) end
+         if j < n then
+            local ts = pkts[j].ts
+            local prev = self.cur
+            local boundary = C.pc_split_begin(sp, ts)
+            if prev then self:close_split(ts, boundary, false) end
+            if linktype == 0 then linktype = C.pc_reader_linktype(reader) end
+            self:open_split(boundary, ts, linktype)
+            -- pc_split_begin reset the counters; record j is scanned again
+            -- below and can never start another split
+         end
+         i = j
+      end
+      self.last_ts = pkts[n - 1].ts
+      local now = C.pc_mono_ns()
+      if now >= next_progress then
+         C.pc_reader_stats_get(reader, stats)
+         self.log:progress(self, stats, now)
+         next_progress = now + 1e9
+      end
+      if C.pc_signal_pending() ~= 0 then break end
+   end
+   C.pc_reader_stats_get(reader, stats)
+   self.stats = stats
+   if self.cur then self:close_split(nil, nil, true) end
+   if sp.roll_blocked > 0 then
+      self.log:info(("Disable splitter: %s records after the roll time were kept in the last file")
+         :format(num.str(sp.roll_blocked)))
+   end
+   return C.pc_signal_pending(), rerr
+end
+
+return M

@@ -1,0 +1,158 @@
+/* pushcap.h: the whole C surface that Lua may call through ffi.C.
+ *
+ * The build turns this file into the string returned by pc_cdef(), and
+ * lua/pushcap/ffi.lua feeds that string to ffi.cdef, so this header is the
+ * single source of truth for both sides.  Lines starting with '#' are
+ * dropped for ffi.cdef; everything else must stay plain C declarations
+ * (no macros, no inline code).  Every function returns 0 or a count on
+ * success and a negative value on failure; the error text is kept in the
+ * object it concerns. */
+#ifndef PUSHCAP_H
+#define PUSHCAP_H
+#include <stdint.h>
+#include <stddef.h>
+
+/* ---- one packet as handed to Lua ------------------------------------ */
+/* Readers fill arrays of these.  data points into the reader's buffer and
+ * stays valid until the next pc_reader_next() call on the same reader.
+ * wirelen == 0 marks a NOP: a time tick with no frame. */
+typedef struct pc_pkt {
+	uint64_t ts;            /* ns since the UTC epoch */
+	const uint8_t *data;
+	uint32_t caplen;
+	uint32_t wirelen;
+	uint8_t port;           /* capture port (FMAD) or pcapng interface */
+	uint8_t flags;          /* bit0: bad FCS */
+	uint16_t pad;
+	uint32_t pad2;
+} pc_pkt;
+
+enum {
+	PC_EOF = 0,
+	PC_ERR_IO = -1,         /* read/write failed, see errno text */
+	PC_ERR_FORMAT = -2,     /* bad magic, bad header, insane length */
+	PC_ERR_TRUNC = -3,      /* input ended inside a record */
+	PC_ERR_INTR = -4,       /* a signal arrived (SIGINT/SIGTERM) */
+	PC_ERR_NOMEM = -5
+};
+
+enum {
+	PC_FMT_PCAP_US = 1,
+	PC_FMT_PCAP_NS = 2,
+	PC_FMT_FMAD_CHUNKED = 3,
+	PC_FMT_PCAPNG = 4
+};
+
+/* ---- reader: pcap (us/ns, either byte order), pcapng, FMAD chunked ---- */
+typedef struct pc_reader pc_reader;
+typedef struct pc_reader_stats {
+	uint64_t bytes_read;    /* input bytes consumed so far */
+	uint64_t packets;       /* frames returned (NOPs excluded) */
+	uint64_t nops;          /* zero-length time ticks returned */
+	uint64_t chunks;        /* FMAD chunks seen */
+	uint64_t keepalives;    /* FMAD chunks with no packets */
+	uint64_t skipped;       /* pcapng blocks skipped (stats, names...) */
+} pc_reader_stats;
+
+/* Reads the file header from fd (the fd stays owned by the caller).
+ * Returns NULL and writes a message into err on failure. */
+pc_reader *pc_reader_open(int fd, char *err, size_t errlen);
+int pc_reader_format(const pc_reader *r);
+uint32_t pc_reader_linktype(const pc_reader *r);
+/* Fills up to max packets; returns the count, PC_EOF at a clean end, or a
+ * PC_ERR_* code (then pc_reader_error() names the byte offset). */
+int pc_reader_next(pc_reader *r, pc_pkt *out, int max);
+const char *pc_reader_error(const pc_reader *r);
+void pc_reader_stats_get(const pc_reader *r, pc_reader_stats *st);
+void pc_reader_close(pc_reader *r);
+
+/* ---- writer: nanosecond pcap 2.4 into an fd (file or pipe) ------------ */
+typedef struct pc_writer pc_writer;
+/* Buffers the 24-byte header; nothing is written before the first flush.
+ * tee_fd >= 0 receives an identical copy (the spool used to retry a
+ * failed pipe); pass -1 for none.  The fds stay owned by the caller. */
+pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize);
+/* Appends pkts[0..n) (NOPs skipped, chomp bytes cut from both lengths).
+ * Returns how many packets were taken; fewer than n means the buffer could
+ * not be flushed: pc_writer_errno() tells why, and the caller may retry the
+ * rest later.  Nothing taken is ever dropped. */
+int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp);
+int pc_writer_flush(pc_writer *w);          /* 0 or -errno */
+int pc_writer_errno(const pc_writer *w);
+uint64_t pc_writer_bytes(const pc_writer *w);   /* bytes accepted incl. header */
+size_t pc_writer_buffered(const pc_writer *w);  /* accepted but not yet written */
+/* Sends what follows (and what is still unwritten) to fd instead. */
+void pc_writer_retarget(pc_writer *w, int fd);
+void pc_writer_free(pc_writer *w);              /* does not flush */
+
+/* ---- split engine: where does the next split start? ------------------ */
+enum { PC_SPLIT_TIME = 1, PC_SPLIT_BYTE = 2 };
+typedef struct pc_split {
+	int32_t mode;
+	uint32_t chomp;          /* bytes cut from every packet (--packet-chomp) */
+	int64_t target;          /* ns (time) or bytes (byte) */
+	int64_t roundup;         /* time mode slack, default target/4 */
+	int64_t roll_period;     /* --roll-period in ns, 0 = off */
+	int64_t tz_offset;       /* local minus UTC, ns, for the roll guard */
+	int64_t roll_local;      /* local ns after which no split may start */
+	int64_t boundary;        /* time mode: the current split's aligned start */
+	int32_t open;            /* a split is open */
+	int32_t pad;
+	/* current split */
+	uint64_t bytes;          /* sum of 16 + caplen of written packets */
+	uint64_t pkts;
+	uint64_t first_ts;       /* 0 until the first frame */
+	uint64_t last_ts;
+	uint64_t last_any_ts;    /* last record including NOPs */
+	/* whole run */
+	uint64_t roll_blocked;   /* records that would have split but were held */
+} pc_split;
+
+/* Accounts pkts[from..n) into the open split and returns the index of the
+ * first record that must start a new split instead (n when none does). */
+int pc_split_scan(pc_split *s, const pc_pkt *pkts, int from, int n);
+/* Starts a new split at record timestamp ts; returns its boundary (time
+ * mode) or ts (byte mode) and zeroes the per-split counters. */
+int64_t pc_split_begin(pc_split *s, uint64_t ts);
+
+/* ---- processes ------------------------------------------------------- */
+/* posix_spawn of argv (NULL-terminated) with fds 0/1/2 taken from in/out/
+ * err (-1 = inherit).  Returns the pid or -errno. */
+int pc_spawn(const char *const *argv, int in, int out, int err);
+/* Waits for pid.  Returns 1 and stores the wait status when it exited,
+ * 0 when nohang and still running, -errno on error. */
+int pc_wait(int pid, int *status, int nohang);
+int pc_exit_code(int status);               /* exit code, or 128+signal */
+int pc_pipe(int *fds);                      /* cloexec pipe; 0 or -errno */
+
+/* ---- small system helpers (kept here so Lua never cdefs libc) -------- */
+int pc_open_write(const char *path);        /* create/truncate 0644, fd or -errno */
+int pc_open_read(const char *path);         /* fd or -errno */
+int pc_close(int fd);
+int pc_rename(const char *from, const char *to);  /* 0 or -errno */
+int pc_unlink(const char *path);
+int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */
+int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
+int64_t pc_file_size(const char *path);     /* bytes or -errno */
+int pc_chown(const char *path, int uid, int gid);
+/* "user", "user.group", "user:group", "uid:gid"; -1 in gid = user's group.
+ * Returns 0 or -ENOENT with the unknown name in err. */
+int pc_lookup_owner(const char *spec, int *uid, int *gid, char *err, size_t errlen);
+int pc_set_cpus(const int *cpus, int n);    /* sched_setaffinity, inherited */
+const char *pc_strerror(int errnum);
+int64_t pc_now_ns(void);                    /* CLOCK_REALTIME */
+int64_t pc_mono_ns(void);                   /* CLOCK_MONOTONIC */
+int64_t pc_tz_offset(int64_t epoch_sec);    /* local minus UTC at that time, s */
+const char *pc_tz_name(int64_t epoch_sec);
+int pc_sleep_ns(int64_t ns);                /* 0, or -EINTR when a signal came */
+int pc_getpid(void);
+
+/* SIGINT/SIGTERM set a flag (and interrupt blocking reads) instead of
+ * killing the process; SIGPIPE is ignored so a dead pipe is an error code. */
+void pc_signals_install(void);
+int pc_signal_pending(void);                /* the signal number, or 0 */
+
+/* The text of this header, for ffi.cdef. */
+const char *pc_cdef(void);
+
+#endif
