@@ -132,6 +132,10 @@ static int need(pc_reader *r, size_t n, const char *what)
 		    what, (unsigned long long)offset_of(r), n, r->len - r->pos);
 }
 
+/* Inside the batch loops: an error found after some packets were collected
+ * returns those first; the error is sticky and comes back on the next call. */
+#define FAIL(r, ...) do { fail(r, __VA_ARGS__); return n ? n : (r)->failed; } while (0)
+
 /* fill() at a record boundary: nothing left is a clean end, a part left is
  * a truncation. */
 static int start(pc_reader *r, size_t n, const char *what)
@@ -179,7 +183,7 @@ static int next_pcap(pc_reader *r, pc_pkt *out, int max)
 		const uint8_t *h = r->buf + r->pos;
 		uint32_t caplen = rd32(h + 8, r->swap), wire = rd32(h + 12, r->swap);
 		if (caplen > MAX_CAPLEN)
-			return fail(r, PC_ERR_FORMAT,
+			FAIL(r, PC_ERR_FORMAT,
 				    "pcap record at byte offset %llu has caplen %u, over the %u limit",
 				    (unsigned long long)offset_of(r), caplen, MAX_CAPLEN);
 		if (r->len - r->pos < PCAP_REC_HDR + caplen) {
@@ -212,7 +216,7 @@ static int next_fmad(pc_reader *r, pc_pkt *out, int max)
 	while (n < max) {
 		if (r->chunk_left == 0) {
 			if (r->chunk_bytes)
-				return fail(r, PC_ERR_FORMAT,
+				FAIL(r, PC_ERR_FORMAT,
 					    "FMAD chunk ending at byte offset %llu has %u bytes beyond its records",
 					    (unsigned long long)offset_of(r), r->chunk_bytes);
 			if (r->len - r->pos < FMAD_CHUNK_HDR) {
@@ -225,7 +229,7 @@ static int next_fmad(pc_reader *r, pc_pkt *out, int max)
 			const uint8_t *c = r->buf + r->pos;
 			uint32_t cnt = rd16(c, 0), length = rd32(c + 12, 0);
 			if (length >= MAX_CHUNK)
-				return fail(r, PC_ERR_FORMAT,
+				FAIL(r, PC_ERR_FORMAT,
 					    "FMAD chunk at byte offset %llu has length %u, over the 1 MiB limit",
 					    (unsigned long long)offset_of(r), length);
 			r->pos += FMAD_CHUNK_HDR;
@@ -266,7 +270,7 @@ static int next_fmad(pc_reader *r, pc_pkt *out, int max)
 		const uint8_t *h = r->buf + r->pos;
 		uint32_t caplen = rd16(h + 8, 0), wire = rd16(h + 10, 0);
 		if (FMAD_REC_HDR + caplen > r->chunk_bytes)
-			return fail(r, PC_ERR_FORMAT,
+			FAIL(r, PC_ERR_FORMAT,
 				    "FMAD packet at byte offset %llu (%u bytes) runs past the end of its chunk",
 				    (unsigned long long)offset_of(r), caplen);
 		pc_pkt *p = &out[n++];
@@ -381,11 +385,11 @@ static int next_ng(pc_reader *r, pc_pkt *out, int max)
 		}
 		uint32_t blen = rd32(b + 4, r->ng_swap);
 		if (blen < 12 || blen % 4)
-			return fail(r, PC_ERR_FORMAT, "pcapng: bad block length %u at byte offset %llu",
+			FAIL(r, PC_ERR_FORMAT, "pcapng: bad block length %u at byte offset %llu",
 				    blen, (unsigned long long)offset_of(r));
 		int packet = type == 6 || type == 3 || type == 2;
 		if (packet && blen > MAX_CAPLEN + 64)
-			return fail(r, PC_ERR_FORMAT, "pcapng: packet block of %u bytes at byte offset %llu is over the %u limit",
+			FAIL(r, PC_ERR_FORMAT, "pcapng: packet block of %u bytes at byte offset %llu is over the %u limit",
 				    blen, (unsigned long long)offset_of(r), MAX_CAPLEN);
 		if (blen > BUF_SIZE) {
 			/* a huge non-packet block (names, comments): skip it in pieces */
@@ -416,7 +420,7 @@ static int next_ng(pc_reader *r, pc_pkt *out, int max)
 			b = r->buf + r->pos;
 		}
 		if (rd32(b + blen - 4, r->ng_swap) != blen)
-			return fail(r, PC_ERR_FORMAT,
+			FAIL(r, PC_ERR_FORMAT,
 				    "pcapng: block total length in header (%u) and trailer (%u) differ at byte offset %llu",
 				    blen, rd32(b + blen - 4, r->ng_swap), (unsigned long long)offset_of(r));
 		int rc = 0;
@@ -439,17 +443,22 @@ static int next_ng(pc_reader *r, pc_pkt *out, int max)
 				hdr = 12;
 			}
 			if (hdr + caplen > blen - 4)
-				return fail(r, PC_ERR_FORMAT, "pcapng: packet of %u bytes overruns its block at byte offset %llu",
+				FAIL(r, PC_ERR_FORMAT, "pcapng: packet of %u bytes overruns its block at byte offset %llu",
 					    caplen, (unsigned long long)offset_of(r));
 			if ((int)ifid >= r->ng_nif)
-				return fail(r, PC_ERR_FORMAT, "pcapng: packet names interface %u but only %d are defined, at byte offset %llu",
+				FAIL(r, PC_ERR_FORMAT, "pcapng: packet names interface %u but only %d are defined, at byte offset %llu",
 					    ifid, r->ng_nif, (unsigned long long)offset_of(r));
 			const struct ng_if *f = &r->ng_if[ifid];
-			if (f->linktype != r->linktype)
-				return fail(r, PC_ERR_FORMAT,
-					    "pcapng: packet at byte offset %llu is on interface %u with linktype %u, "
-					    "but the output has linktype %u; split the capture per interface first",
-					    (unsigned long long)offset_of(r), ifid, f->linktype, r->linktype);
+			/* one pcap output has one linktype: refuse a section that mixes
+			 * them, as libpcap does, before handing out any of its packets */
+			for (int k = 0; k < r->ng_nif; k++)
+				if (r->ng_if[k].linktype != r->linktype)
+					FAIL(r, PC_ERR_FORMAT,
+						    "pcapng: interface %d has linktype %u but interface 0 has %u "
+						    "(block at byte offset %llu); one pcap output cannot hold both, "
+						    "split the capture per interface first",
+						    k, r->ng_if[k].linktype, r->linktype,
+						    (unsigned long long)offset_of(r));
 			pc_pkt *p = &out[n++];
 			p->ts = type == 3 ? r->last_ts : ng_ts(f, units);
 			r->last_ts = p->ts;
@@ -463,7 +472,7 @@ static int next_ng(pc_reader *r, pc_pkt *out, int max)
 			r->st.skipped++;
 		}
 		if (rc)
-			return rc;
+			return n ? n : rc;
 		r->pos += blen;
 	}
 	return n;
@@ -513,6 +522,15 @@ pc_reader *pc_reader_open(int fd, char *err, size_t errlen)
 			 * which is always before the first packet */
 			r->format = PC_FMT_PCAPNG;
 			rc = ng_shb(r, r->buf + r->pos);
+			uint32_t blen = rc ? 0 : rd32(r->buf + r->pos + 4, r->ng_swap);
+			if (rc == 0 && (blen < 28 || blen % 4 || blen > BUF_SIZE))
+				rc = fail(r, PC_ERR_FORMAT, "pcapng: bad section header length %u at byte offset 4", blen);
+			if (rc == 0 && (rc = need(r, blen, "pcapng section header")) == 1) {
+				uint32_t trail = rd32(r->buf + r->pos + blen - 4, r->ng_swap);
+				rc = trail == blen ? 0 : fail(r, PC_ERR_FORMAT,
+					"pcapng: block total length in header (%u) and trailer (%u) differ at byte offset 0",
+					blen, trail);
+			}
 		}
 		break;
 	default:

@@ -17,7 +17,9 @@ end
 -- Parses a decimal or float notation ("60e9") into int64; nil if bad.
 function M.parse(s)
    if type(s) ~= "string" then return nil end
-   if s:match("^%d+$") and #s <= 18 then
+   if s:match("^%d+$") then
+      s = s:gsub("^0+(%d)", "%1")
+      if #s > 19 or (#s == 19 and s > "9223372036854775807") then return nil end
       local v = i64(0)
       for d in s:gmatch("%d") do v = v * 10 + (d:byte() - 48) end
       return v
