@@ -61,6 +61,8 @@ static void set_args(lua_State *L, char **argv, int argc, int script_at)
 
 static int traceback(lua_State *L)
 {
+	if (lua_isnoneornil(L, 1))
+		return 1; /* error() with no message: a quiet non-zero exit (busted uses it) */
 	const char *msg = lua_tostring(L, 1);
 	luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
 	return 1;
@@ -103,7 +105,8 @@ int main(int argc, char **argv)
 		lua_pushstring(L, argv[i]);
 	rc = lua_pcall(L, nargs, 0, -2 - nargs);
 	if (rc) {
-		fprintf(stderr, "fmadiolua: %s\n", lua_tostring(L, -1));
+		if (!lua_isnil(L, -1))
+			fprintf(stderr, "fmadiolua: %s\n", lua_tostring(L, -1));
 		lua_close(L);
 		return 1;
 	}

@@ -69,7 +69,9 @@ local function ftp_like(url) return url:match("^ftps?://") ~= nil end
 modes.curl = {
    describe = function(self, name) return "CURL:" .. self.url_dir .. name end,
    upload = function(self, pending)
-      return proc.sh_argv("curl -s -S --fail -T - " .. self.curl_args, { self.url_dir .. pending })
+      -- without a rename (http PUT, file://) the upload goes to the final name
+      local name = self.can_rename and pending or pending:gsub("%.pending$", "")
+      return proc.sh_argv("curl -s -S --fail -T - " .. self.curl_args, { self.url_dir .. name })
    end,
    prepare = function() return true end,
    rename = function(self, from, to)
@@ -127,6 +129,7 @@ function M.new(opts)
       local dir, prefix = url:match("^(.*/)([^/]*)$")
       if not dir then return nil, "--curl needs a URL with a '/' (e.g. ftp://host/dir/prefix), got '" .. url .. "'" end
       s.url_dir, s.name_prefix, s.curl_args = dir, prefix, opts.curl_args or ""
+      s.can_rename = ftp_like(dir) or dir:match("^sftp://") ~= nil
    elseif opts.mode == "ssh" then
       -- "<ssh options> host:/remote/dir/prefix"
       local spec = opts.ssh_spec or ""

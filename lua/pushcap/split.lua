@@ -104,7 +104,7 @@ function Engine:write(p, n)
    local w = cur.w
    local done = C.pc_writer_put(w, p, n, self.sp.chomp)
    while done < n do
-      if not self:write_failed() then
+      if not self:write_failed(cur) then
          self:count_lost(p + done, n - done)
          return
       end
@@ -125,8 +125,8 @@ end
 -- the split goes to the spool only and the whole split is re-sent at close.
 -- A full or failing disk is retried with backoff until it takes the data or
 -- a signal asks us to stop.  Returns false when the data cannot be written.
-function Engine:write_failed()
-   local cur, c = self.cur, self.cfg
+function Engine:write_failed(cur)
+   local c = self.cfg
    local errno = C.pc_writer_errno(cur.w)
    if errno == 32 and cur.st.pids[1] then -- EPIPE
       cur.broken = cur.broken or "output pipeline closed its input early"
@@ -151,16 +151,16 @@ function Engine:write_failed()
    return true
 end
 
--- Closes the open split.  trigger_ts is the record that caused it (nil at the
--- end of input); next_boundary is the next split's boundary (time mode).
-function Engine:close_split(trigger_ts, next_boundary, final)
+-- Closes the open split.  snap is a copy of the splitter taken before the
+-- next split began; trigger_ts is the record that caused the close (nil at
+-- the end of input); next_boundary is the next split's boundary (time mode).
+function Engine:close_split(snap, trigger_ts, next_boundary, final)
    local cur, c = self.cur, self.cfg
    if not cur then return end
    self.cur = nil
-   local snap = ffi.new("pc_split", self.sp)
    -- flush what is buffered; a full disk is waited out like any write
    while C.pc_writer_flush(cur.w) < 0 do
-      if not self:write_failed() then
+      if not self:write_failed(cur) then
          self.lost_bytes = self.lost_bytes + tonumber(C.pc_writer_buffered(cur.w))
          cur.broken = cur.broken or "could not write the end of the split"
          break
@@ -298,9 +298,9 @@ function Engine:run(reader)
          if j > i and self.cur then self:write(pkts + i, j - i) end
          if j < n then
             local ts = pkts[j].ts
-            local prev = self.cur
+            local snap = self.cur and ffi.new("pc_split", sp)
             local boundary = C.pc_split_begin(sp, ts)
-            if prev then self:close_split(ts, boundary, false) end
+            if snap then self:close_split(snap, ts, boundary, false) end
             if linktype == 0 then linktype = C.pc_reader_linktype(reader) end
             self:open_split(boundary, ts, linktype)
             -- pc_split_begin reset the counters; record j is scanned again
@@ -319,7 +319,7 @@ function Engine:run(reader)
    end
    C.pc_reader_stats_get(reader, stats)
    self.stats = stats
-   if self.cur then self:close_split(nil, nil, true) end
+   if self.cur then self:close_split(ffi.new("pc_split", sp), nil, nil, true) end
    if sp.roll_blocked > 0 then
       self.log:info(("Disable splitter: %s records after the roll time were kept in the last file")
          :format(num.str(sp.roll_blocked)))
