@@ -38,4 +38,51 @@ $(B)/fmadiolua: $(OBJS)
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
-.PHONY: all test bench demo install clean
+
+# ---- setup -----------------------------------------------------------------
+# Everything the build, the tests and the demo use, from Debian.
+DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
+	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev \
+	tcpdump tshark wireshark-common rclone curl ca-certificates \
+	gzip pigz zstd lz4 hyperfine procps
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) > /dev/null
+
+# ---- checks ----------------------------------------------------------------
+test: all
+	bash spec/run.sh
+
+bench: all
+	bash bench/run.sh
+
+# The main job on an embedded sample: generate five minutes of ISP-like
+# traffic, split it per minute through gzip, and show what landed.
+DEMO := $(B)/demo
+demo: all
+	rm -rf $(DEMO) && mkdir -p $(DEMO)/out
+	$(B)/pcapgen -p isp -b 50M -s 300 -S 1 -o $(DEMO)/sample.pcap
+	PATH=$(CURDIR)/$(B):$(CURDIR)/bin:$$PATH PUSHCAP_ROOT=$(CURDIR)/$(DEMO)/root \
+	  pcap_split -o $(DEMO)/out/demo_ --split-time 60e9 --filename-tstr-HHMMSS \
+	  --pipe-cmd "gzip -c -1" --filename-suffix .pcap.gz < $(DEMO)/sample.pcap
+	@echo; echo "Split files (zcat FILE | capinfos -):"
+	@for f in $(DEMO)/out/*; do printf '%s\t' "$$f"; zcat "$$f" | capinfos -c -M - | tail -n 1 | cut -f2; done
+
+# ---- install ---------------------------------------------------------------
+# Lays out PREFIX like the appliance: bin/ (fmadiolua, pcap_split, pcapgen),
+# analytics/, etc_ro/ (templates) and lua/ beside bin/ where fmadiolua looks.
+# Installed scripts name the installed interpreter in their shebang.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/analytics $(DESTDIR)$(PREFIX)/etc_ro \
+	  $(DESTDIR)$(PREFIX)/lua/pushcap
+	install -m 755 $(B)/fmadiolua $(B)/pcapgen $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 lua/pushcap/*.lua $(DESTDIR)$(PREFIX)/lua/pushcap/
+	for f in bin/* analytics/*; do [ -f "$$f" ] || continue; \
+	  sed '1s|^#!/usr/bin/env fmadiolua|#!$(PREFIX)/bin/fmadiolua|' "$$f" > $(DESTDIR)$(PREFIX)/$$f; \
+	  chmod 755 $(DESTDIR)$(PREFIX)/$$f; done
+	for f in etc/*; do [ -f "$$f" ] || continue; install -m 644 "$$f" $(DESTDIR)$(PREFIX)/etc_ro/; done
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all deps test bench demo install clean
