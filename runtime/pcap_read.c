@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pushcap.h"
@@ -35,11 +37,14 @@ struct pc_reader {
 	int fd;
 	int format;
 	int swap;                /* file byte order differs from ours */
+	int raw_ok;              /* records are already ns pcap in host order */
 	uint32_t linktype;
 	uint8_t *buf;
 	size_t pos, len;         /* unread bytes are buf[pos..len) */
 	uint64_t base;           /* input offset of buf[0] */
 	int at_eof;
+	int mapped;              /* buf is an mmap of the whole input file */
+	size_t map_len;
 	int failed;              /* sticky PC_ERR_* once something went wrong */
 	uint32_t chunk_left;     /* FMAD: records still to come in this chunk */
 	uint32_t chunk_bytes;    /* FMAD: record bytes still to come */
@@ -94,6 +99,8 @@ static int fill(pc_reader *r, size_t n)
 {
 	if (r->len - r->pos >= n)
 		return 1;
+	if (r->mapped)
+		return r->len == r->pos ? 0 : PC_ERR_TRUNC;
 	if (r->pos) {
 		memmove(r->buf, r->buf + r->pos, r->len - r->pos);
 		r->base += r->pos;
@@ -116,7 +123,6 @@ static int fill(pc_reader *r, size_t n)
 		if (got == 0)
 			r->at_eof = 1;
 		r->len += (size_t)got;
-		r->st.bytes_read += (uint64_t)got;
 	}
 	return 1;
 }
@@ -164,6 +170,7 @@ static int open_pcap(pc_reader *r, uint32_t magic_le)
 		return fail(r, PC_ERR_FORMAT,
 			    "pcap linktype field 0x%08x has reserved bits set at byte offset 20", lt);
 	r->linktype = lt & 0xffff;
+	r->raw_ok = !r->swap && r->format == PC_FMT_PCAP_NS;
 	r->pos += 24;
 	return 0;
 }
@@ -202,7 +209,7 @@ static int next_pcap(pc_reader *r, pc_pkt *out, int max)
 		/* a zero wire length would read as a NOP; a frame has at least its bytes */
 		p->wirelen = wire ? wire : (caplen ? caplen : 1);
 		p->port = 0;
-		p->flags = 0;
+		p->flags = r->raw_ok && wire ? PC_PKT_RAW : 0;
 		r->pos += PCAP_REC_HDR + caplen;
 		r->st.packets++;
 	}
@@ -491,6 +498,21 @@ pc_reader *pc_reader_open(int fd, char *err, size_t errlen)
 	}
 	r->fd = fd;
 	r->buf = buf;
+	/* A regular file is mapped whole: packets are then handed out straight
+	 * from the page cache and written from there, with no read() copy. */
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    lseek(fd, 0, SEEK_CUR) == 0) {
+		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m != MAP_FAILED) {
+			madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);
+			free(buf);
+			r->buf = m;
+			r->mapped = 1;
+			r->map_len = r->len = (size_t)st.st_size;
+			r->at_eof = 1;
+		}
+	}
 	int rc = fill(r, 4);
 	if (rc != 1) {
 		snprintf(err, errlen, "%s", rc == 0 ? "empty input: no file header" :
@@ -565,12 +587,19 @@ int pc_reader_next(pc_reader *r, pc_pkt *out, int max)
 int pc_reader_format(const pc_reader *r) { return r->format; }
 uint32_t pc_reader_linktype(const pc_reader *r) { return r->linktype; }
 const char *pc_reader_error(const pc_reader *r) { return r->err; }
-void pc_reader_stats_get(const pc_reader *r, pc_reader_stats *st) { *st = r->st; }
+void pc_reader_stats_get(const pc_reader *r, pc_reader_stats *st)
+{
+	*st = r->st;
+	st->bytes_read = r->base + r->pos;
+}
 
 void pc_reader_close(pc_reader *r)
 {
 	if (!r)
 		return;
-	free(r->buf);
+	if (r->mapped)
+		munmap(r->buf, r->map_len);
+	else
+		free(r->buf);
 	free(r);
 }

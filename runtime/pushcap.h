@@ -22,10 +22,17 @@ typedef struct pc_pkt {
 	uint32_t caplen;
 	uint32_t wirelen;
 	uint8_t port;           /* capture port (FMAD) or pcapng interface */
-	uint8_t flags;          /* bit0: bad FCS */
+	uint8_t flags;          /* PC_PKT_* bits */
 	uint16_t pad;
 	uint32_t pad2;
 } pc_pkt;
+
+enum {
+	PC_PKT_FCS_ERR = 0x01,  /* the frame had a bad FCS (FMAD flag bit0) */
+	/* the 16 bytes before data are this packet's ns pcap record header in
+	 * host order, so a writer may copy header and data as one run */
+	PC_PKT_RAW = 0x80
+};
 
 enum {
 	PC_EOF = 0,

@@ -146,7 +146,8 @@ function H.read(path)
       for i = 0, n - 1 do
          local p = pkts[i]
          out[#out + 1] = { ts = num.str(p.ts), caplen = p.caplen, wire = p.wirelen,
-                           data = ffi.string(p.data, p.caplen), port = p.port, flags = p.flags }
+                           data = ffi.string(p.data, p.caplen), port = p.port,
+                           flags = bit.band(p.flags, 0x7f) }  -- PC_PKT_RAW is a reader detail
       end
    end
    local fmt = C.pc_reader_format(r)
