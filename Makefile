@@ -44,7 +44,7 @@ $(B)/pcapgen: runtime/pcapgen.c | $(B)
 DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
 	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev \
 	tcpdump tshark wireshark-common rclone curl ca-certificates \
-	gzip pigz zstd lz4 hyperfine procps
+	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) > /dev/null
@@ -77,7 +77,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/lua/pushcap
 	install -m 755 $(B)/fmadiolua $(B)/pcapgen $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 lua/pushcap/*.lua $(DESTDIR)$(PREFIX)/lua/pushcap/
-	for f in bin/* analytics/*; do [ -f "$$f" ] || continue; \
+	for f in bin/* analytics/*; do [ -f "$$f" ] && [ "$$(head -c 2 "$$f")" = "#!" ] || continue; \
 	  sed '1s|^#!/usr/bin/env fmadiolua|#!$(PREFIX)/bin/fmadiolua|' "$$f" > $(DESTDIR)$(PREFIX)/$$f; \
 	  chmod 755 $(DESTDIR)$(PREFIX)/$$f; done
 	for f in etc/*; do [ -f "$$f" ] || continue; install -m 644 "$$f" $(DESTDIR)$(PREFIX)/etc_ro/; done

@@ -10,7 +10,11 @@ H.root = os.getenv("PWD")
 H.bin = H.root .. "/bin"
 H.build = H.root .. "/build"
 H.testdata = os.getenv("PUSHCAP_TESTDATA") or (H.root .. "/../shared/testdata")
-H.env = ("PATH=%s:%s:$PATH"):format(H.build, H.bin)
+-- every command runs with the appliance paths moved under a scratch root,
+-- so no test touches /opt or /mnt
+local scratch = io.popen("mktemp -d /tmp/pushcap-root.XXXXXX"):read("*l")
+H.scratch_root = scratch
+H.env = ("PUSHCAP_ROOT=%s PATH=%s:%s:$PATH"):format(scratch, H.build, H.bin)
 
 local tmps = {}
 function H.tmpdir()
@@ -24,6 +28,7 @@ end
 function H.cleanup()
    for _, d in ipairs(tmps) do os.execute("rm -rf '" .. d .. "'") end
    tmps = {}
+   os.execute("rm -rf '" .. scratch .. "'/*")
 end
 
 -- Runs a shell line (test code only); returns output (stdout+stderr) and rc.

@@ -29,11 +29,12 @@ function M.wait(pid)
    return C.pc_exit_code(status[0])
 end
 
--- argv that runs a user's command string with extra positional arguments.
-function M.sh_argv(cmd, args)
+-- argv that runs a user's command string with extra positional arguments,
+-- appended as "$@" unless the command places them itself ("$1" ...).
+function M.sh_argv(cmd, args, placed)
    local argv = { "sh", "-c", cmd }
    if args and #args > 0 then
-      argv[3] = cmd .. ' "$@"'
+      if not placed then argv[3] = cmd .. ' "$@"' end
       argv[4] = "sh"
       for _, a in ipairs(args) do argv[#argv + 1] = tostring(a) end
    end

@@ -101,12 +101,12 @@ modes.ssh = {
    describe = function(self, name) return "SSH:" .. self.ssh_host .. ":" .. self.ssh_dir .. name end,
    upload = function(self, pending)
       return proc.sh_argv("ssh " .. self.ssh_opts .. ' "$1" "$2"',
-         { self.ssh_host, "cat > " .. proc.quote(self.ssh_dir .. pending) })
+         { self.ssh_host, "cat > " .. proc.quote(self.ssh_dir .. pending) }, true)
    end,
    prepare = function() return true end,
    rename = function(self, from, to)
       local remote = "mv " .. proc.quote(self.ssh_dir .. from) .. " " .. proc.quote(self.ssh_dir .. to)
-      local rc = proc.run(proc.sh_argv("ssh -T " .. self.ssh_opts .. ' "$1" "$2"', { self.ssh_host, remote }))
+      local rc = proc.run(proc.sh_argv("ssh -T " .. self.ssh_opts .. ' "$1" "$2"', { self.ssh_host, remote }, true))
       if rc ~= 0 then return nil, ("ssh %s %s exited %d"):format(self.ssh_host, remote, rc) end
       return true, "ssh " .. self.ssh_host .. " " .. remote
    end,
