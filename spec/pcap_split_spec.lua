@@ -249,9 +249,14 @@ describe("pcap_split failures", function()
    it("finishes the current split and exits 0 on SIGTERM", function()
       local d = H.tmpdir()
       H.write_pcap(d .. "/in.pcap", { { ts = ts(0) }, { ts = ts(50) } })
-      -- the input stays open (a FIFO held by the shell) so only the signal can stop it
+      H.write_pcap(d .. "/more.pcap", { { ts = ts(51) } })
+      -- the input stays open (a FIFO held by the shell) so only the signal can
+      -- stop it; the second write after a pause shows the progress line
       local out = H.sh(("cd %s && mkfifo fifo && { TZ=UTC %s pcap_split -o o_ --split-time 60e9 < fifo > log 2>&1 & pid=$!; "
-         .. "exec 3>fifo; cat in.pcap >&3; sleep 1; kill -TERM $pid; wait $pid; echo exit=$?; exec 3>&-; }"):format(d, H.env))
+         .. "exec 3>fifo; cat in.pcap >&3; sleep 1.2; tail -c +25 more.pcap >&3; sleep 0.5; kill -TERM $pid; wait $pid; "
+         .. "echo exit=$?; exec 3>&-; }"):format(d, H.env))
+      assert.matches("%] o_20231114_221400.pcap : Total Bytes +%d+ +3 0.000 GB Speed: [%d.]+ Gbps [%d.]+ Mpps : TotalSplit 2 PCAPTS: "
+         .. ts(51), H.slurp(d .. "/log"))
       assert.matches("exit=0", out)
       assert.are.same({ "o_20231114_221300.pcap", "o_20231114_221400.pcap" }, files(d))
       assert.matches("Stopped by signal 15", H.slurp(d .. "/log"))
