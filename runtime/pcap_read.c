@@ -24,6 +24,13 @@
 #define FMAD_REC_HDR 16
 #define PCAP_REC_HDR 16
 #define NG_MAX_IF 256
+/* A mapped input is faulted in ahead of the reader and let go behind it in
+ * windows of this size: one fault per window instead of one per page, and
+ * a capture larger than memory never has to be resident at once. */
+#define MAP_WINDOW (32u << 20)
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 struct ng_if {
 	uint32_t linktype;
@@ -45,6 +52,8 @@ struct pc_reader {
 	int at_eof;
 	int mapped;              /* buf is an mmap of the whole input file */
 	size_t map_len;
+	size_t map_ahead;        /* populated up to here */
+	size_t map_behind;       /* released below here */
 	int failed;              /* sticky PC_ERR_* once something went wrong */
 	uint32_t chunk_left;     /* FMAD: records still to come in this chunk */
 	uint32_t chunk_bytes;    /* FMAD: record bytes still to come */
@@ -201,6 +210,10 @@ static int next_pcap(pc_reader *r, pc_pkt *out, int max)
 				return rc;
 			h = r->buf + r->pos;
 		}
+		/* the next header's address depends on this caplen, so the walk
+		 * is a chain of cache misses unless the lines ahead are requested */
+		__builtin_prefetch(h + 1024);
+		__builtin_prefetch(h + 2048);
 		uint64_t sec = rd32(h, r->swap), sub = rd32(h + 4, r->swap);
 		pc_pkt *p = &out[n++];
 		p->ts = sec * 1000000000ull + (r->format == PC_FMT_PCAP_US ? sub * 1000ull : sub);
@@ -275,6 +288,8 @@ static int next_fmad(pc_reader *r, pc_pkt *out, int max)
 				return rc;
 		}
 		const uint8_t *h = r->buf + r->pos;
+		__builtin_prefetch(h + 1024);
+		__builtin_prefetch(h + 2048);
 		uint32_t caplen = rd16(h + 8, 0), wire = rd16(h + 10, 0);
 		if (FMAD_REC_HDR + caplen > r->chunk_bytes)
 			FAIL(r, PC_ERR_FORMAT,
@@ -571,10 +586,26 @@ pc_reader *pc_reader_open(int fd, char *err, size_t errlen)
 	return r;
 }
 
+static void map_slide(pc_reader *r)
+{
+	while (r->map_ahead < r->len && r->map_ahead < r->pos + MAP_WINDOW) {
+		size_t n = r->len - r->map_ahead < MAP_WINDOW ? r->len - r->map_ahead : MAP_WINDOW;
+		madvise(r->buf + r->map_ahead, n, MADV_POPULATE_READ);
+		r->map_ahead += n;
+	}
+	/* the previous batch may still be referenced: keep two windows */
+	while (r->map_behind + 3 * (size_t)MAP_WINDOW < r->pos) {
+		madvise(r->buf + r->map_behind, MAP_WINDOW, MADV_DONTNEED);
+		r->map_behind += MAP_WINDOW;
+	}
+}
+
 int pc_reader_next(pc_reader *r, pc_pkt *out, int max)
 {
 	if (r->failed)
 		return r->failed;
+	if (r->mapped)
+		map_slide(r);
 	int rc;
 	switch (r->format) {
 	case PC_FMT_FMAD_CHUNKED: rc = next_fmad(r, out, max); break;
