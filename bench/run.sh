@@ -11,7 +11,7 @@
 # measured in the same run.
 #
 # Environment:
-#   PUSHCAP_BENCH_BYTES  input size per profile, pcapgen -b syntax (default 2G;
+#   PUSHCAP_BENCH_BYTES  input size per profile, pcapgen -b syntax (default 2e9, the reference size;
 #                        K/M/G/T are x1024, so 2G = 2 GiB)
 #   PUSHCAP_BENCH_RUNS   timed runs per command (default 5)
 #   PUSHCAP_BENCH_DIR    work directory, should be tmpfs (default /dev/shm/pushcap-bench);
@@ -21,7 +21,7 @@ set -euo pipefail
 export LC_ALL=C   # stable number formatting and glob order (split names sort by time)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BYTES=${PUSHCAP_BENCH_BYTES:-2G}
+BYTES=${PUSHCAP_BENCH_BYTES:-2e9}
 RUNS=${PUSHCAP_BENCH_RUNS:-5}
 WORK=${PUSHCAP_BENCH_DIR:-/dev/shm/pushcap-bench}
 RESULTS=${PUSHCAP_BENCH_OUT:-$ROOT/build/bench-results.md}

@@ -145,6 +145,12 @@ function M.new(opts)
    return s
 end
 
+-- True when a split passes through a process (pipe command or uploader),
+-- whose failure only a raw spool copy can make good.
+function M.needs_spool(s)
+   return s.pipe_cmd ~= nil or s.mode == "rclone" or s.mode == "curl" or s.mode == "ssh"
+end
+
 -- Starts the chain for one split.  in_fd is the spool file when re-sending,
 -- nil for a fresh split (then the returned write_fd takes the bytes).
 -- Returns { pids = {...}, write_fd = fd|nil, out_fd = fd|nil } or nil, err.
@@ -163,14 +169,10 @@ function M.start(s, pending, in_fd)
    if s.pipe_cmd then stages[#stages + 1] = proc.sh_argv(s.pipe_cmd) end
    if up then stages[#stages + 1] = up end
    if #stages == 0 then
-      -- plain file: the writer writes straight into it, no process
-      if in_fd then
-         -- a re-send of a plain file is a copy; cat keeps one code path
-         stages[1] = { "cat" }
-      else
-         st.write_fd = out
-         return st
-      end
+      -- plain file: the writer writes straight into it, no process (and no
+      -- spool, so never a re-send: see needs_spool)
+      st.write_fd = out
+      return st
    end
    local feed = in_fd
    local pfds = ffi.new("int[2]")

@@ -73,7 +73,7 @@ end
 function Engine:start_output(cur, linktype)
    local c = self.cfg
    cur.spool_fd = -1
-   if c.spool_dir and (c.sink.pipe_cmd or c.sink:upload("x")) then
+   if c.spool_dir and sinkmod.needs_spool(c.sink) then
       -- a raw copy lets a failed pipeline be re-run without the input
       local base = cur.pending:match("([^/]*)$")
       cur.spool = c.spool_dir .. "/" .. base .. ".raw"
@@ -261,8 +261,7 @@ end
 
 function Engine:rename(cur)
    local c = self.cfg
-   local final = cur.pending:sub(1, -9)
-   final = final:gsub("[^/]*$", "") .. cur.name:match("([^/]*)$")
+   local final = cur.name
    for attempt = 1, c.retries + 1 do
       local ok, detail = c.sink:rename(cur.pending, final)
       if ok then
