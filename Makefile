@@ -36,7 +36,7 @@ $(B)/fmadiolua: $(OBJS)
 	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lm
 
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
-	$(CC) $(CFLAGS) -o $@ $< -lm
+	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
 
 
 # ---- setup -----------------------------------------------------------------

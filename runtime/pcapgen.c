@@ -12,10 +12,11 @@
  * allocation: the benchmark generates gigabytes with it, so records are built
  * in 4 MiB buffers that a writer thread write()s while the next one fills.
  *
- * Build: gcc -O2 -Wall -Wextra -std=gnu11 -o pcapgen pcapgen.c -lm
- * (pthreads are part of libc since glibc 2.34; add -pthread on older systems)
+ * Built by the Makefile (make build/pcapgen); needs only libc, libm, pthreads.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -312,6 +313,7 @@ static size_t pad_frame(unsigned char *frame, size_t len)
  */
 struct clock {
 	uint64_t slot, frac, est; /* span / est and span % est */
+	uint64_t burst_gap;       /* max ns between packets of a burst */
 	uint64_t base, carry;     /* current slot start, carried remainder */
 	uint64_t prev;
 	unsigned burst_left;
@@ -322,6 +324,8 @@ static void clock_init(struct clock *c, uint64_t start, uint64_t span, uint64_t 
 {
 	*c = (struct clock){.slot = span / est, .frac = span % est, .est = est,
 			    .base = start, .prev = start, .bursty = bursty};
+	/* under half a slot, so bursts cannot push times past the span */
+	c->burst_gap = c->slot / 2 < 400 ? c->slot / 2 : 400;
 }
 
 /* Slot i starts at start + floor(span * i / est); stepping it with a carried
@@ -353,7 +357,7 @@ static uint64_t next_time(struct clock *c, struct rng *r)
 	clock_advance(c);
 	if (c->burst_left) {
 		c->burst_left--;
-		t = c->prev + rng_range(r, 20, 400);
+		t = c->prev + scale64(rng_next(r), c->burst_gap + 1);
 	} else {
 		t = c->base + scale64(rng_next(r), c->slot);
 		if (c->bursty && rng_percent(r, 40))
@@ -1362,8 +1366,14 @@ static uint64_t estimate_packets(const struct options *o)
 
 static int open_output(const char *path)
 {
-	if (strcmp(path, "-") == 0)
+	if (strcmp(path, "-") == 0) {
+		if (isatty(STDOUT_FILENO)) {
+			fputs("pcapgen: refusing to write a pcap to a terminal; use -o FILE or a pipe\n",
+			      stderr);
+			exit(2);
+		}
 		return STDOUT_FILENO;
+	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "pcapgen: %s: %s\n", path, strerror(errno));
