@@ -212,8 +212,8 @@ static int next_pcap(pc_reader *r, pc_pkt *out, int max)
 		}
 		/* the next header's address depends on this caplen, so the walk
 		 * is a chain of cache misses unless the lines ahead are requested */
-		__builtin_prefetch(h + 1024);
-		__builtin_prefetch(h + 2048);
+		__builtin_prefetch(h + 4096);
+		__builtin_prefetch(h + 8192);
 		uint64_t sec = rd32(h, r->swap), sub = rd32(h + 4, r->swap);
 		pc_pkt *p = &out[n++];
 		p->ts = sec * 1000000000ull + (r->format == PC_FMT_PCAP_US ? sub * 1000ull : sub);
@@ -288,8 +288,8 @@ static int next_fmad(pc_reader *r, pc_pkt *out, int max)
 				return rc;
 		}
 		const uint8_t *h = r->buf + r->pos;
-		__builtin_prefetch(h + 1024);
-		__builtin_prefetch(h + 2048);
+		__builtin_prefetch(h + 4096);
+		__builtin_prefetch(h + 8192);
 		uint32_t caplen = rd16(h + 8, 0), wire = rd16(h + 10, 0);
 		if (FMAD_REC_HDR + caplen > r->chunk_bytes)
 			FAIL(r, PC_ERR_FORMAT,
