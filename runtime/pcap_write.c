@@ -14,8 +14,17 @@
 #define REC_HDR 16
 #define DIRECT_MIN (64u << 10)  /* shorter runs are cheaper to copy than to write */
 
+enum { OUT_PCAP, OUT_FMAD };
+
 struct pc_writer {
 	int fd, tee_fd;
+	int fmt;                /* OUT_PCAP or OUT_FMAD */
+	/* FMAD mode: the open chunk's header sits at buf[chunk_at] */
+	uint32_t chunk_bytes;   /* record bytes per chunk at most */
+	int chunk_open;
+	size_t chunk_at;
+	uint32_t chunk_pkts, chunk_len;
+	uint64_t chunk_wire, chunk_cap, chunk_ts0, chunk_ts1;
 	int err;                /* last errno from a failed write */
 	uint8_t *buf;
 	size_t cap, len;
@@ -39,8 +48,12 @@ static int write_all(int fd, const uint8_t *p, size_t len, size_t *done)
 	return 0;
 }
 
+static void fmad_close_chunk(pc_writer *w);
+
 int pc_writer_flush(pc_writer *w)
 {
+	if (w->chunk_open)
+		fmad_close_chunk(w);
 	int rc = write_all(w->fd, w->buf, w->len, &w->done);
 	if (rc == 0 && w->tee_fd >= 0)
 		rc = write_all(w->tee_fd, w->buf, w->len, &w->tee_done);
@@ -53,7 +66,88 @@ int pc_writer_flush(pc_writer *w)
 	return 0;
 }
 
-pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize)
+static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* FMAD chunk header (fmadio-behaviour.md 1.1): counts, length, time span;
+ * the stream_cat backlog and CPU fields are left 0. */
+static void fmad_close_chunk(pc_writer *w)
+{
+	uint8_t *h = w->buf + w->chunk_at;
+	memset(h, 0, 48);
+	put16(h, (uint16_t)w->chunk_pkts);
+	put32(h + 4, (uint32_t)w->chunk_wire);
+	put32(h + 8, (uint32_t)w->chunk_cap);
+	put32(h + 12, w->chunk_len);
+	put64(h + 16, w->chunk_ts0);
+	put64(h + 24, w->chunk_ts1);
+	w->chunk_open = 0;
+}
+
+/* Room for one more record of rec bytes in an open chunk, opening a new
+ * chunk (and flushing) as needed.  0, or -1 when a flush failed. */
+static int fmad_room(pc_writer *w, size_t rec)
+{
+	if (w->chunk_open && (w->chunk_len + rec > w->chunk_bytes || w->chunk_pkts == 65535))
+		fmad_close_chunk(w);
+	if (!w->chunk_open) {
+		if (w->len + 48 + rec > w->cap && pc_writer_flush(w))
+			return -1;
+		w->chunk_open = 1;
+		w->chunk_at = w->len;
+		w->chunk_pkts = w->chunk_len = 0;
+		w->chunk_wire = w->chunk_cap = 0;
+		w->len += 48;
+		w->bytes += 48;
+	} else if (w->len + rec > w->cap) {
+		if (pc_writer_flush(w))
+			return -1;
+		return fmad_room(w, rec);
+	}
+	return 0;
+}
+
+static int fmad_put(pc_writer *w, const pc_pkt *p)
+{
+	/* the FMAD record has 16-bit lengths: longer frames are cut */
+	uint32_t caplen = p->caplen > 65535 ? 65535 : p->caplen;
+	uint32_t wire = p->wirelen > 65535 ? 65535 : p->wirelen;
+	if (fmad_room(w, REC_HDR + caplen))
+		return -1;
+	uint8_t *r = w->buf + w->len;
+	put64(r, p->ts);
+	put16(r + 8, (uint16_t)caplen);
+	put16(r + 10, (uint16_t)wire);
+	r[12] = p->port;
+	r[13] = p->flags & PC_PKT_FCS_ERR;
+	put16(r + 14, 0);
+	memcpy(r + REC_HDR, p->data, caplen);
+	if (w->chunk_pkts == 0)
+		w->chunk_ts0 = p->ts;
+	w->chunk_ts1 = p->ts;
+	w->chunk_pkts++;
+	w->chunk_len += REC_HDR + caplen;
+	w->chunk_wire += wire;
+	w->chunk_cap += caplen;
+	w->len += REC_HDR + caplen;
+	w->bytes += REC_HDR + caplen;
+	return 0;
+}
+
+int pc_writer_keepalive(pc_writer *w)
+{
+	if (w->chunk_open)
+		fmad_close_chunk(w);
+	if (w->len + 48 > w->cap && pc_writer_flush(w))
+		return -1;
+	memset(w->buf + w->len, 0, 48);
+	w->len += 48;
+	w->bytes += 48;
+	return pc_writer_flush(w);
+}
+
+static pc_writer *writer_new(int fd, int tee_fd, size_t bufsize)
 {
 	if (bufsize < (512u << 10))
 		bufsize = 512u << 10; /* must hold the largest record (256 KiB + 16) */
@@ -68,6 +162,35 @@ pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize)
 	w->fd = fd;
 	w->tee_fd = tee_fd;
 	w->cap = bufsize;
+	return w;
+}
+
+pc_writer *pc_writer_open_raw(int fd, size_t bufsize)
+{
+	return writer_new(fd, -1, bufsize);
+}
+
+pc_writer *pc_writer_open_fmad(int fd, size_t bufsize, uint32_t chunk_bytes, int header)
+{
+	pc_writer *w = writer_new(fd, -1, bufsize);
+	if (!w)
+		return NULL;
+	w->fmt = OUT_FMAD;
+	/* readers assert a chunk is under 1 MiB */
+	w->chunk_bytes = chunk_bytes && chunk_bytes < (1u << 20) - 48 ? chunk_bytes : (256u << 10);
+	if (header) {
+		uint32_t hdr[6] = { 0x1337bab3u, 0x00040002u, 0, 0, 65535, 1 };
+		memcpy(w->buf, hdr, sizeof hdr);
+		w->len = w->bytes = sizeof hdr;
+	}
+	return w;
+}
+
+pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize)
+{
+	pc_writer *w = writer_new(fd, tee_fd, bufsize);
+	if (!w)
+		return NULL;
 	uint32_t hdr[6] = { 0xa1b23c4du, 0x00040002u, 0, 0, 65535, linktype ? linktype : 1 };
 	memcpy(w->buf, hdr, sizeof hdr);
 	w->len = sizeof hdr;
@@ -114,14 +237,14 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 	 * end in the input go out in one piece from where they are: for a
 	 * mapped input file that write is the only copy made.  The tee (spool)
 	 * path keeps to the buffer so both outputs always get the same bytes. */
-	const int direct = chomp == 0 && w->tee_fd < 0;
+	const int direct = chomp == 0 && w->tee_fd < 0 && w->fmt == OUT_PCAP;
 	const uint8_t *run = NULL;
 	size_t run_len = 0;
 	int run_first = 0;
 	for (int i = 0; i < n; i++) {
 		const pc_pkt *p = &pkts[i];
-		if (p->wirelen == 0)
-			continue; /* NOP ticks move time, they are not frames */
+		if (p->wirelen == 0 && w->fmt == OUT_PCAP)
+			continue; /* NOP ticks move time; only the FMAD stream carries them */
 		if (direct && (p->flags & PC_PKT_RAW)) {
 			const uint8_t *rec = p->data - REC_HDR;
 			size_t rlen = REC_HDR + p->caplen;
@@ -140,6 +263,11 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 			if (emit(w, run, run_len))
 				return run_first;
 			run = NULL;
+		}
+		if (w->fmt == OUT_FMAD) {
+			if (fmad_put(w, p))
+				return i;
+			continue;
 		}
 		uint32_t caplen = p->caplen > chomp ? p->caplen - chomp : 0;
 		uint32_t wire = p->wirelen > chomp ? p->wirelen - chomp : 0;

@@ -105,6 +105,12 @@ int pc_open_write(const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+int pc_open_append(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	return fd < 0 ? -errno : fd;
+}
+
 int pc_open_read(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

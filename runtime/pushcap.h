@@ -79,6 +79,8 @@ typedef struct pc_writer pc_writer;
  * tee_fd >= 0 receives an identical copy (the spool used to retry a
  * failed pipe); pass -1 for none.  The fds stay owned by the caller. */
 pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize);
+/* The same without the 24-byte file header (stream_cat --no-pcap-header). */
+pc_writer *pc_writer_open_raw(int fd, size_t bufsize);
 /* Appends pkts[0..n) (NOPs skipped, chomp bytes cut from both lengths).
  * Returns how many packets were taken; fewer than n means the buffer could
  * not be flushed: pc_writer_errno() tells why, and the caller may retry the
@@ -122,6 +124,114 @@ int pc_split_scan(pc_split *s, const pc_pkt *pkts, int from, int n);
  * mode) or ts (byte mode) and zeroes the per-split counters. */
 int64_t pc_split_begin(pc_split *s, uint64_t ts);
 
+/* ---- decap: see through VLAN, QinQ, VNTag, MPLS, GRE, ERSPAN, VXLAN, Geneve */
+typedef struct pc_decap_stats {
+	uint64_t packets;        /* packets looked at */
+	uint64_t decapped;       /* packets with at least one layer removed */
+	uint64_t vlan, qinq, vntag, mpls, gre, erspan1, erspan2, erspan3, vxlan, geneve;
+	uint64_t gre_other;      /* GRE with a protocol left encapsulated */
+	uint64_t truncated;      /* headers ran past caplen: left as they were */
+} pc_decap_stats;
+/* For each in[i] writes out[i]: in[i] itself when there is nothing to
+ * remove, otherwise a view of the rewritten frame (outer Ethernet dst/src,
+ * the inner EtherType, the inner L3 packet) built in scratch.  The wire
+ * length is kept as it was, as on the appliance.  Stops early when scratch is full and returns
+ * how many packets it did (always at least one when cap >= 256 KiB + 64). */
+int pc_decap(const pc_pkt *in, pc_pkt *out, int n, uint8_t *scratch, size_t cap,
+	     pc_decap_stats *st);
+
+/* ---- BPF: libpcap's compiler and interpreter -------------------------- */
+typedef struct pc_bpf pc_bpf;
+/* Compiles a tcpdump filter expression for a linktype; NULL with libpcap's
+ * message in err when it does not compile.  An empty expression matches all. */
+pc_bpf *pc_bpf_compile(const char *expr, int linktype, char *err, size_t errlen);
+/* match[i] = 1 when pkts[i] passes (NOP ticks always pass); returns the count. */
+int pc_bpf_match(const pc_bpf *f, const pc_pkt *pkts, int n, uint8_t *match);
+void pc_bpf_free(pc_bpf *f);
+/* Moves pkts[i] with keep[i] != 0 to the front, in order; returns their count. */
+int pc_pkt_select(pc_pkt *pkts, int n, const uint8_t *keep);
+
+/* ---- capture store: a ring of fixed-size chunks on disk (docs/store-format.md) */
+typedef struct pc_store pc_store;
+typedef struct pc_store_info {
+	uint32_t chunk_size;     /* bytes per slot, header included */
+	uint32_t active_capture; /* capture being written, 0 = none */
+	uint64_t nslots;
+	uint64_t head;           /* next chunk id to be written */
+	uint64_t oldest;         /* oldest chunk id still in the ring */
+	uint64_t tick_ts;        /* the writer vouches no packet will come before this */
+	uint64_t next_capture_id;
+	uint64_t created_ns;
+	int32_t writer_pid;      /* 0 when no writer has the store open */
+	int32_t pad;
+} pc_store_info;
+
+/* One entry per committed chunk in a capture's index file (40 bytes). */
+typedef struct pc_store_idx {
+	uint64_t chunk_id;
+	uint64_t ts_first;
+	uint64_t ts_last;
+	uint64_t bytes_wire;
+	uint32_t pkts;
+	uint32_t bytes_cap;
+} pc_store_idx;
+
+typedef struct pc_store_stats {
+	uint64_t chunks, packets, bytes_wire, bytes_cap;
+	uint64_t lost_chunks, lost_pkts, lost_bytes;  /* overwritten before read */
+	uint64_t corrupt_chunks, corrupt_pkts;        /* failed their checksum */
+	uint64_t truncated;                           /* packets cut to fit a chunk */
+} pc_store_stats;
+
+/* Creates a store of nslots chunks in dir (ring.dat, preallocated). */
+int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char *err, size_t errlen);
+/* Opens a store; writer != 0 takes the writer lock and recovers the head
+ * after a crash.  NULL with a message on failure. */
+pc_store *pc_store_open(const char *dir, int writer, char *err, size_t errlen);
+void pc_store_info_get(const pc_store *s, pc_store_info *info);
+void pc_store_close(pc_store *s);
+
+/* writer: chunks of one capture go with its index file (idx_fd, opened for
+ * append).  Records are FMAD records; full chunks are committed as they
+ * fill, a partial one by pc_store_flush. */
+int pc_store_begin_capture(pc_store *s, uint32_t capture_id, int idx_fd);
+int pc_store_put(pc_store *s, const pc_pkt *pkts, int n);   /* n or -errno */
+int pc_store_flush(pc_store *s);                            /* 0 or -errno */
+void pc_store_tick(pc_store *s, uint64_t ts);
+int pc_store_end_capture(pc_store *s);                      /* flush, active = 0 */
+int pc_store_sync(pc_store *s);                             /* fdatasync */
+void pc_store_writer_stats(const pc_store *s, pc_store_stats *st);
+/* After a crash: index entries for committed chunks of capture_id at or
+ * after from_id that its index file is missing; returns how many added. */
+int pc_store_reindex(pc_store *s, uint32_t capture_id, uint64_t from_id, int idx_fd);
+
+/* reader of one capture.  first_id is the capture's first chunk id (its
+ * index entry 0), start_id where to begin. */
+typedef struct pc_store_reader pc_store_reader;
+pc_store_reader *pc_store_reader_open(pc_store *s, uint32_t capture_id, uint64_t first_id,
+				      uint64_t start_id, int idx_fd);
+/* Packets of the capture in order; 0 when nothing new is committed yet
+ * (follow: wait and call again), PC_EOF... see pc_store_reader_ended. */
+int pc_store_next(pc_store_reader *r, pc_pkt *out, int max);
+int pc_store_reader_ended(const pc_store_reader *r);   /* capture complete and read */
+uint64_t pc_store_reader_position(const pc_store_reader *r);  /* next chunk id */
+void pc_store_reader_stats(const pc_store_reader *r, pc_store_stats *st);
+const char *pc_store_reader_error(const pc_store_reader *r);
+void pc_store_reader_close(pc_store_reader *r);
+/* The first chunk id of the capture whose packets end at or after ts,
+ * found by binary search of the index; first_id + entries when none. */
+uint64_t pc_store_seek_time(int idx_fd, uint64_t first_id, uint64_t ts);
+/* Index entries of a capture: count, and entry i. */
+int64_t pc_store_idx_count(int idx_fd);
+int pc_store_idx_get(int idx_fd, int64_t i, pc_store_idx *e);
+
+/* ---- FMAD chunked stream out (stream_cat --chunked) ------------------ */
+/* The writer in FMAD mode packs records into chunks of up to chunk_bytes
+ * of records; pc_writer_flush ends the current chunk. */
+pc_writer *pc_writer_open_fmad(int fd, size_t bufsize, uint32_t chunk_bytes, int header);
+/* A keep-alive chunk (no packets), for an idle follower. */
+int pc_writer_keepalive(pc_writer *w);
+
 /* ---- processes ------------------------------------------------------- */
 /* posix_spawn of argv (NULL-terminated) with fds 0/1/2 taken from in/out/
  * err (-1 = inherit).  Returns the pid or -errno. */
@@ -135,6 +245,7 @@ int pc_pipe(int *fds);                      /* cloexec pipe; 0 or -errno */
 /* ---- small system helpers (kept here so Lua never cdefs libc) -------- */
 int pc_open_write(const char *path);        /* create/truncate 0644, fd or -errno */
 int pc_open_read(const char *path);         /* fd or -errno */
+int pc_open_append(const char *path);       /* create 0644, append; fd or -errno */
 int pc_close(int fd);
 int pc_rename(const char *from, const char *to);  /* 0 or -errno */
 int pc_unlink(const char *path);

@@ -13,7 +13,8 @@ local layout = {
    analytics = "/opt/fmadio/analytics",
    bin = "/opt/fmadio/bin",
    queue = "/opt/fmadio/queue",         -- lxc_ring files
-   store = "/mnt/store0",               -- the capture store
+   store = "/mnt/store0",               -- the store volume
+   capture = "/mnt/store0/capture",     -- the capture ring (ring.dat, captures/)
    log = "/mnt/store0/log",
    spool = "/mnt/store0/spool",         -- raw copies of splits whose delivery failed
 }

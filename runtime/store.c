@@ -1,0 +1,598 @@
+/* store.c: the capture store, a ring of fixed-size chunks in one file.
+ *
+ * ring.dat = a 4 KiB superblock + nslots slots of chunk_size bytes.  Chunk
+ * id i lives in slot i % nslots; ids only grow, so a slot's id tells which
+ * lap wrote it.  A chunk is a 64-byte header and FMAD packet records; it is
+ * written with one pwrite and is valid only when its magic, id and XXH3
+ * checksum agree, so a torn write (killed writer, power cut) is never read
+ * as data.  The superblock is shared (MAP_SHARED) between the writer and
+ * every reader: the writer publishes `head` (the next id) after a chunk is
+ * written, and readers never read at or past it.
+ *
+ * Each capture also has an index file (one pc_store_idx per chunk, written
+ * after the chunk), which keeps the counts of chunks the ring has since
+ * overwritten: that is how a lapped reader reports exactly what it lost,
+ * and how a time is found without reading the ring.  docs/store-format.md
+ * has the byte layout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "pushcap.h"
+
+#define SB_SIZE 4096
+#define CHUNK_HDR 64
+#define REC_HDR 16
+#define CHUNK_MAGIC 0x314b4350u      /* "PCK1" */
+#define CHUNK_EXT 1u                 /* has records longer than 65535 bytes */
+static const char store_magic[8] = { 'P', 'C', 'S', 'T', 'O', 'R', 'E', '1' };
+
+struct superblock {
+	char magic[8];
+	uint32_t version;
+	uint32_t chunk_size;
+	uint64_t nslots;
+	uint64_t created_ns;
+	uint64_t head;            /* next chunk id; published after the chunk */
+	uint64_t tick_ts;
+	uint32_t active_capture;
+	int32_t writer_pid;
+	uint64_t next_capture_id;
+};
+
+struct chunk_hdr {
+	uint32_t magic;
+	uint32_t length;          /* record bytes after the header */
+	uint64_t chunk_id;
+	uint64_t hash;            /* XXH3-64 of header (hash = 0) and records */
+	uint32_t capture_id;
+	uint32_t pkt_cnt;         /* records, NOP ticks included */
+	uint64_t bytes_wire;
+	uint32_t bytes_cap;
+	uint32_t flags;
+	uint64_t ts_first;
+	uint64_t ts_last;
+};
+
+struct pc_store {
+	int fd;
+	int writer;
+	struct superblock *sb;
+	uint32_t chunk_size;
+	uint64_t nslots;
+	/* writer state */
+	uint8_t *chunk;           /* the chunk being filled */
+	struct chunk_hdr cur;
+	int open;                 /* cur holds at least one record */
+	int idx_fd;
+	pc_store_stats st;
+};
+
+struct pc_store_reader {
+	pc_store *s;
+	uint32_t capture_id;
+	uint64_t first_id;
+	uint64_t next_id;
+	int idx_fd;
+	int ended;
+	uint8_t *buf;
+	struct chunk_hdr hdr;
+	uint32_t pos, left;       /* walk of the loaded chunk's records */
+	pc_store_stats st;
+	char err[256];
+};
+
+_Static_assert(sizeof(struct chunk_hdr) == CHUNK_HDR, "chunk header is 64 bytes");
+_Static_assert(sizeof(pc_store_idx) == 40, "index entry is 40 bytes");
+
+static uint64_t load_acq(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static uint32_t load32_acq(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+static off_t slot_offset(const pc_store *s, uint64_t id)
+{
+	return (off_t)SB_SIZE + (off_t)(id % s->nslots) * (off_t)s->chunk_size;
+}
+
+static uint64_t chunk_hash(const uint8_t *chunk, uint32_t length)
+{
+	struct chunk_hdr h;
+	memcpy(&h, chunk, CHUNK_HDR);
+	h.hash = 0;
+	/* the header's hash seeds the records' hash: one value covers both */
+	return XXH3_64bits_withSeed(chunk + CHUNK_HDR, length, XXH3_64bits(&h, CHUNK_HDR));
+}
+
+/* 1 when the chunk in buf is whole and is chunk `id`. */
+static int chunk_valid(const pc_store *s, const uint8_t *buf, uint64_t id)
+{
+	struct chunk_hdr h;
+	memcpy(&h, buf, CHUNK_HDR);
+	return h.magic == CHUNK_MAGIC && h.chunk_id == id && h.length <= s->chunk_size - CHUNK_HDR &&
+	       h.hash == chunk_hash(buf, h.length);
+}
+
+static int read_chunk(const pc_store *s, uint64_t id, uint8_t *buf)
+{
+	ssize_t n = pread(s->fd, buf, s->chunk_size, slot_offset(s, id));
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < CHUNK_HDR)
+		return -EIO;
+	return 0;
+}
+
+int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char *err, size_t errlen)
+{
+	if (chunk_size < 4096 || chunk_size > (1u << 20) || chunk_size % 4096 || nslots < 2) {
+		snprintf(err, errlen, "chunk size must be a multiple of 4 KiB up to 1 MiB and the ring at least 2 chunks");
+		return -EINVAL;
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/ring.dat", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(e));
+		return -e;
+	}
+	off_t size = (off_t)SB_SIZE + (off_t)nslots * chunk_size;
+	/* reserve the whole ring now, so a full disk shows at creation, not
+	 * in the middle of a capture */
+	int rc = posix_fallocate(fd, 0, size);
+	if (rc == EOPNOTSUPP || rc == EINVAL)
+		rc = ftruncate(fd, size) ? errno : 0;
+	if (rc) {
+		snprintf(err, errlen, "cannot reserve %lld bytes for %s: %s", (long long)size, path, strerror(rc));
+		close(fd);
+		unlink(path);
+		return -rc;
+	}
+	struct superblock sb;
+	memset(&sb, 0, sizeof sb);
+	memcpy(sb.magic, store_magic, 8);
+	sb.version = 1;
+	sb.chunk_size = chunk_size;
+	sb.nslots = nslots;
+	sb.created_ns = (uint64_t)pc_now_ns();
+	sb.next_capture_id = 1;
+	if (pwrite(fd, &sb, sizeof sb, 0) != (ssize_t)sizeof sb || fsync(fd)) {
+		int e = errno;
+		snprintf(err, errlen, "cannot write the superblock of %s: %s", path, strerror(e));
+		close(fd);
+		unlink(path);
+		return -e;
+	}
+	close(fd);
+	return 0;
+}
+
+/* A writer that died leaves head behind the chunks it wrote: walk forward
+ * over every valid chunk with the expected id. */
+static void recover_head(pc_store *s)
+{
+	uint8_t *buf = s->chunk;
+	uint64_t head = s->sb->head;
+	while (read_chunk(s, head, buf) == 0 && chunk_valid(s, buf, head))
+		head++;
+	__atomic_store_n(&s->sb->head, head, __ATOMIC_RELEASE);
+}
+
+pc_store *pc_store_open(const char *dir, int writer, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/ring.dat", dir);
+	int fd = open(path, (writer ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open store %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (writer && flock(fd, LOCK_EX | LOCK_NB)) {
+		snprintf(err, errlen, "store %s is being written by another process", path);
+		close(fd);
+		return NULL;
+	}
+	/* readers map it read-write too: the superblock is read-only for them
+	 * in practice, but a shared writable map of it is what they poll */
+	void *m = mmap(NULL, SB_SIZE, writer ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	struct superblock *sb = m;
+	if (memcmp(sb->magic, store_magic, 8) || sb->version != 1 || sb->chunk_size < 4096 ||
+	    sb->chunk_size > (1u << 20) || sb->nslots < 2) {
+		snprintf(err, errlen, "%s is not a pushcap store (bad superblock)", path);
+		munmap(m, SB_SIZE);
+		close(fd);
+		return NULL;
+	}
+	pc_store *s = calloc(1, sizeof *s);
+	uint8_t *chunk = aligned_alloc(4096, sb->chunk_size);
+	if (!s || !chunk) {
+		free(s);
+		free(chunk);
+		snprintf(err, errlen, "out of memory");
+		munmap(m, SB_SIZE);
+		close(fd);
+		return NULL;
+	}
+	s->fd = fd;
+	s->writer = writer;
+	s->sb = sb;
+	s->chunk_size = sb->chunk_size;
+	s->nslots = sb->nslots;
+	s->chunk = chunk;
+	s->idx_fd = -1;
+	if (writer) {
+		recover_head(s);
+		sb->writer_pid = (int32_t)getpid();
+	}
+	return s;
+}
+
+void pc_store_info_get(const pc_store *s, pc_store_info *info)
+{
+	memset(info, 0, sizeof *info);
+	info->active_capture = load32_acq(&s->sb->active_capture);
+	info->head = load_acq(&s->sb->head);
+	info->chunk_size = s->chunk_size;
+	info->nslots = s->nslots;
+	info->oldest = info->head > s->nslots ? info->head - s->nslots : 0;
+	info->tick_ts = load_acq(&s->sb->tick_ts);
+	info->next_capture_id = s->sb->next_capture_id;
+	info->created_ns = s->sb->created_ns;
+	info->writer_pid = s->sb->writer_pid;
+}
+
+void pc_store_close(pc_store *s)
+{
+	if (!s)
+		return;
+	if (s->writer) {
+		pc_store_end_capture(s);
+		s->sb->writer_pid = 0;
+		msync(s->sb, SB_SIZE, MS_SYNC);
+		fdatasync(s->fd);
+	}
+	munmap(s->sb, SB_SIZE);
+	close(s->fd);
+	free(s->chunk);
+	free(s);
+}
+
+/* ---- writer ------------------------------------------------------------- */
+int pc_store_begin_capture(pc_store *s, uint32_t capture_id, int idx_fd)
+{
+	int rc = pc_store_end_capture(s);
+	if (rc)
+		return rc;
+	s->idx_fd = idx_fd;
+	if (capture_id >= s->sb->next_capture_id)
+		s->sb->next_capture_id = capture_id + 1ull;
+	__atomic_store_n(&s->sb->active_capture, capture_id, __ATOMIC_RELEASE);
+	s->cur.capture_id = capture_id;
+	return 0;
+}
+
+static int write_idx(int fd, const struct chunk_hdr *h)
+{
+	if (fd < 0)
+		return 0;
+	pc_store_idx e = { h->chunk_id, h->ts_first, h->ts_last, h->bytes_wire, h->pkt_cnt, h->bytes_cap };
+	ssize_t n = write(fd, &e, sizeof e);
+	return n == (ssize_t)sizeof e ? 0 : (n < 0 ? -errno : -EIO);
+}
+
+/* Seals the chunk being filled: checksum, one pwrite, index entry, then
+ * the new head for readers. */
+static int commit(pc_store *s)
+{
+	if (!s->open)
+		return 0;
+	struct chunk_hdr *h = &s->cur;
+	h->magic = CHUNK_MAGIC;
+	h->chunk_id = s->sb->head;
+	h->hash = 0;
+	memcpy(s->chunk, h, CHUNK_HDR);
+	h->hash = chunk_hash(s->chunk, h->length);
+	memcpy(s->chunk, h, CHUNK_HDR);
+	size_t len = CHUNK_HDR + h->length;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pwrite(s->fd, s->chunk + done, len - done, slot_offset(s, h->chunk_id) + (off_t)done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	int rc = write_idx(s->idx_fd, h);
+	if (rc)
+		return rc;
+	__atomic_store_n(&s->sb->head, h->chunk_id + 1, __ATOMIC_RELEASE);
+	s->st.chunks++;
+	uint32_t capture = h->capture_id;
+	memset(h, 0, sizeof *h);
+	h->capture_id = capture;
+	s->open = 0;
+	return 0;
+}
+
+int pc_store_put(pc_store *s, const pc_pkt *pkts, int n)
+{
+	const uint32_t room = s->chunk_size - CHUNK_HDR;
+	for (int i = 0; i < n; i++) {
+		const pc_pkt *p = &pkts[i];
+		uint32_t caplen = p->caplen;
+		if (REC_HDR + caplen > room) {
+			caplen = room - REC_HDR; /* a frame larger than a chunk is cut */
+			s->st.truncated++;
+		}
+		uint32_t rec = REC_HDR + caplen;
+		if (s->open && s->cur.length + rec > room) {
+			int rc = commit(s);
+			if (rc)
+				return rc;
+		}
+		struct chunk_hdr *h = &s->cur;
+		uint8_t *r = s->chunk + CHUNK_HDR + h->length;
+		uint16_t c16 = (uint16_t)caplen, w16 = (uint16_t)p->wirelen;
+		/* lengths over 16 bits keep their high bytes in the record's pad,
+		 * and the chunk is marked so the FMAD stream can cut them */
+		uint8_t ext[2] = { (uint8_t)(caplen >> 16), (uint8_t)(p->wirelen >> 16) };
+		memcpy(r, &p->ts, 8);
+		memcpy(r + 8, &c16, 2);
+		memcpy(r + 10, &w16, 2);
+		r[12] = p->port;
+		r[13] = p->flags & PC_PKT_FCS_ERR;
+		memcpy(r + 14, ext, 2);
+		memcpy(r + REC_HDR, p->data, caplen);
+		if (ext[0] | ext[1])
+			h->flags |= CHUNK_EXT;
+		if (!s->open) {
+			h->ts_first = p->ts;
+			s->open = 1;
+		}
+		h->ts_last = p->ts;
+		h->length += rec;
+		h->pkt_cnt++;
+		if (p->wirelen) {
+			h->bytes_wire += p->wirelen;
+			h->bytes_cap += caplen;
+			s->st.packets++;
+			s->st.bytes_wire += p->wirelen;
+			s->st.bytes_cap += caplen;
+		}
+	}
+	return n;
+}
+
+int pc_store_flush(pc_store *s) { return commit(s); }
+
+void pc_store_tick(pc_store *s, uint64_t ts)
+{
+	__atomic_store_n(&s->sb->tick_ts, ts, __ATOMIC_RELEASE);
+}
+
+int pc_store_end_capture(pc_store *s)
+{
+	int rc = commit(s);
+	if (rc)
+		return rc;
+	__atomic_store_n(&s->sb->active_capture, 0u, __ATOMIC_RELEASE);
+	s->idx_fd = -1;
+	return 0;
+}
+
+int pc_store_sync(pc_store *s)
+{
+	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->fd))
+		return -errno;
+	return 0;
+}
+
+void pc_store_writer_stats(const pc_store *s, pc_store_stats *st) { *st = s->st; }
+
+int pc_store_reindex(pc_store *s, uint32_t capture_id, uint64_t from_id, int idx_fd)
+{
+	uint64_t head = load_acq(&s->sb->head);
+	uint64_t oldest = head > s->nslots ? head - s->nslots : 0;
+	int added = 0;
+	for (uint64_t id = from_id > oldest ? from_id : oldest; id < head; id++) {
+		if (read_chunk(s, id, s->chunk) || !chunk_valid(s, s->chunk, id))
+			continue;
+		struct chunk_hdr h;
+		memcpy(&h, s->chunk, CHUNK_HDR);
+		if (h.capture_id != capture_id)
+			break;
+		int rc = write_idx(idx_fd, &h);
+		if (rc)
+			return rc;
+		added++;
+	}
+	return added;
+}
+
+/* ---- index ---------------------------------------------------------------- */
+int64_t pc_store_idx_count(int idx_fd)
+{
+	struct stat st;
+	if (fstat(idx_fd, &st))
+		return -errno;
+	return st.st_size / (int64_t)sizeof(pc_store_idx);
+}
+
+int pc_store_idx_get(int idx_fd, int64_t i, pc_store_idx *e)
+{
+	ssize_t n = pread(idx_fd, e, sizeof *e, (off_t)i * (off_t)sizeof *e);
+	return n == (ssize_t)sizeof *e ? 0 : -EIO;
+}
+
+uint64_t pc_store_seek_time(int idx_fd, uint64_t first_id, uint64_t ts)
+{
+	int64_t lo = 0, hi = pc_store_idx_count(idx_fd);
+	if (hi < 0)
+		hi = 0;
+	/* the first chunk whose last packet is at or after ts */
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		pc_store_idx e;
+		if (pc_store_idx_get(idx_fd, mid, &e) || e.ts_last < ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return first_id + (uint64_t)lo;
+}
+
+/* ---- reader ----------------------------------------------------------------- */
+pc_store_reader *pc_store_reader_open(pc_store *s, uint32_t capture_id, uint64_t first_id,
+				      uint64_t start_id, int idx_fd)
+{
+	pc_store_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->buf = aligned_alloc(4096, s->chunk_size);
+	if (!r->buf) {
+		free(r);
+		return NULL;
+	}
+	r->s = s;
+	r->capture_id = capture_id;
+	r->first_id = first_id;
+	r->next_id = start_id < first_id ? first_id : start_id;
+	r->idx_fd = idx_fd;
+	return r;
+}
+
+/* Adds the index's counts for chunks [from, to) to the given counters. */
+static void count_from_idx(pc_store_reader *r, uint64_t from, uint64_t to, uint64_t *chunks,
+			   uint64_t *pkts, uint64_t *bytes)
+{
+	for (uint64_t id = from; id < to; id++) {
+		pc_store_idx e;
+		(*chunks)++;
+		if (r->idx_fd >= 0 && pc_store_idx_get(r->idx_fd, (int64_t)(id - r->first_id), &e) == 0 &&
+		    e.chunk_id == id) {
+			*pkts += e.pkts;
+			if (bytes)
+				*bytes += e.bytes_wire;
+		}
+	}
+}
+
+/* Loads chunk next_id.  1 loaded, 0 nothing committed yet (or the capture
+ * ended: see r->ended), negative on an I/O error. */
+static int load_chunk(pc_store_reader *r)
+{
+	pc_store *s = r->s;
+	for (;;) {
+		/* active before head: a capture seen inactive has all its chunks
+		 * below the head read after it */
+		uint32_t active = load32_acq(&s->sb->active_capture);
+		uint64_t head = load_acq(&s->sb->head);
+		if (r->next_id >= head) {
+			if (active != r->capture_id)
+				r->ended = 1;
+			return 0;
+		}
+		if (head - r->next_id >= s->nslots) {
+			/* lapped: the slot we want holds (or is getting) a newer chunk;
+			 * skip to the oldest chunk the writer cannot be rewriting */
+			uint64_t resume = head - s->nslots + 1;
+			count_from_idx(r, r->next_id, resume, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+			r->next_id = resume;
+			continue;
+		}
+		int rc = read_chunk(s, r->next_id, r->buf);
+		if (rc) {
+			snprintf(r->err, sizeof r->err, "reading chunk %llu: %s",
+				 (unsigned long long)r->next_id, strerror(-rc));
+			return rc;
+		}
+		if (!chunk_valid(s, r->buf, r->next_id)) {
+			if (load_acq(&s->sb->head) - r->next_id >= s->nslots)
+				continue; /* overwritten while we read it: count it as lapped */
+			count_from_idx(r, r->next_id, r->next_id + 1, &r->st.corrupt_chunks, &r->st.corrupt_pkts, NULL);
+			snprintf(r->err, sizeof r->err, "chunk %llu failed its checksum and was skipped",
+				 (unsigned long long)r->next_id);
+			r->next_id++;
+			continue;
+		}
+		memcpy(&r->hdr, r->buf, CHUNK_HDR);
+		if (r->hdr.capture_id != r->capture_id) {
+			r->ended = 1; /* the next capture starts here */
+			return 0;
+		}
+		r->pos = CHUNK_HDR;
+		r->left = r->hdr.pkt_cnt;
+		r->next_id++;
+		r->st.chunks++;
+		return 1;
+	}
+}
+
+int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
+{
+	int n = 0;
+	while (n < max) {
+		if (r->left == 0) {
+			if (n)
+				break; /* loading reuses the buffer the packets point into */
+			int rc = r->ended ? 0 : load_chunk(r);
+			if (rc <= 0)
+				return rc;
+		}
+		const uint8_t *h = r->buf + r->pos;
+		uint16_t c16, w16;
+		memcpy(&c16, h + 8, 2);
+		memcpy(&w16, h + 10, 2);
+		uint32_t caplen = c16 | (uint32_t)h[14] << 16;
+		uint32_t wire = w16 | (uint32_t)h[15] << 16;
+		if (r->pos + REC_HDR + caplen > CHUNK_HDR + r->hdr.length) {
+			/* cannot happen in a chunk that passed its checksum */
+			snprintf(r->err, sizeof r->err, "chunk %llu: record overruns the chunk",
+				 (unsigned long long)r->next_id - 1);
+			r->left = 0;
+			break;
+		}
+		pc_pkt *p = &out[n++];
+		memcpy(&p->ts, h, 8);
+		p->data = h + REC_HDR;
+		p->caplen = caplen;
+		p->wirelen = wire;
+		p->port = h[12];
+		p->flags = h[13];
+		r->pos += REC_HDR + caplen;
+		r->left--;
+		if (wire) {
+			r->st.packets++;
+			r->st.bytes_wire += wire;
+			r->st.bytes_cap += caplen;
+		}
+	}
+	return n;
+}
+
+int pc_store_reader_ended(const pc_store_reader *r) { return r->ended && r->left == 0; }
+uint64_t pc_store_reader_position(const pc_store_reader *r) { return r->next_id; }
+void pc_store_reader_stats(const pc_store_reader *r, pc_store_stats *st) { *st = r->st; }
+const char *pc_store_reader_error(const pc_store_reader *r) { return r->err; }
+
+void pc_store_reader_close(pc_store_reader *r)
+{
+	if (!r)
+		return;
+	free(r->buf);
+	free(r);
+}
