@@ -225,6 +225,26 @@ uint64_t pc_store_seek_time(int idx_fd, uint64_t first_id, uint64_t ts);
 int64_t pc_store_idx_count(int idx_fd);
 int pc_store_idx_get(int idx_fd, int64_t i, pc_store_idx *e);
 
+/* ---- live capture from an interface (libpcap, nanosecond timestamps) --- */
+typedef struct pc_live pc_live;
+typedef struct pc_live_stats {
+	uint64_t received;       /* packets libpcap delivered to us */
+	uint64_t kernel_drops;   /* dropped by the kernel: buffer full (ps_drop) */
+	uint64_t if_drops;       /* dropped by the interface/driver (ps_ifdrop) */
+} pc_live_stats;
+/* Opens iface for capture: snaplen, promiscuous, an optional capture BPF
+ * ("" = none), buffer_bytes for the kernel ring (0 = default).  NULL with
+ * libpcap's message in err on failure. */
+pc_live *pc_live_open(const char *iface, int snaplen, int promisc, const char *bpf,
+		      int buffer_bytes, char *err, size_t errlen);
+/* Up to max packets, waiting at most timeout_ms for the first; 0 when none
+ * came (idle), PC_ERR_INTR on a signal, PC_ERR_IO with pc_live_error(). */
+int pc_live_next(pc_live *l, pc_pkt *out, int max, int timeout_ms);
+int pc_live_linktype(const pc_live *l);
+void pc_live_stats_get(pc_live *l, pc_live_stats *st);
+const char *pc_live_error(const pc_live *l);
+void pc_live_close(pc_live *l);
+
 /* ---- FMAD chunked stream out (stream_cat --chunked) ------------------ */
 /* The writer in FMAD mode packs records into chunks of up to chunk_bytes
  * of records; pc_writer_flush ends the current chunk. */
