@@ -9,7 +9,7 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 LUAJIT_LIBS := $(shell pkg-config --libs $(PKGS))
 
 B := build
-CORE := pcap_read pcap_write split proc
+CORE := pcap_read pcap_write split proc store bpf decap live
 OBJS := $(CORE:%=$(B)/%.o) $(B)/cdef.o $(B)/host.o
 HDR := runtime/pushcap.h
 
@@ -33,7 +33,7 @@ $(B)/cdef.o: $(B)/cdef.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/fmadiolua: $(OBJS)
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lm
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lm
 
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
@@ -42,9 +42,9 @@ $(B)/pcapgen: runtime/pcapgen.c | $(B)
 # ---- setup -----------------------------------------------------------------
 # Everything the build, the tests and the demo use, from Debian.
 DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
-	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev \
+	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev \
 	tcpdump tshark wireshark-common rclone curl ca-certificates \
-	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client
+	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) > /dev/null
@@ -55,16 +55,20 @@ test: all
 
 bench: all
 	bash bench/run.sh
+	bash bench/store.sh
 
 # The main job on an embedded sample: generate five minutes of ISP-like
-# traffic, split it per minute through gzip, and show what landed.
+# traffic, import it into a capture store under build/demo, list the store,
+# then stream the capture out and split it per minute through gzip.
 DEMO := $(B)/demo
+DEMO_ENV := PATH=$(CURDIR)/$(B):$(CURDIR)/bin:$$PATH PUSHCAP_ROOT=$(CURDIR)/$(DEMO)/root
 demo: all
 	rm -rf $(DEMO) && mkdir -p $(DEMO)/out
 	$(B)/pcapgen -p isp -b 50M -s 300 -S 1 -o $(DEMO)/sample.pcap
-	PATH=$(CURDIR)/$(B):$(CURDIR)/bin:$$PATH PUSHCAP_ROOT=$(CURDIR)/$(DEMO)/root \
-	  pcap_split -o $(DEMO)/out/demo_ --split-time 60e9 --filename-tstr-HHMMSS \
-	  --pipe-cmd "gzip -c -1" --filename-suffix .pcap.gz < $(DEMO)/sample.pcap
+	$(DEMO_ENV) stream_capture --store-size 256M --import $(DEMO)/sample.pcap --name demo_20231114_2213
+	$(DEMO_ENV) stream_cat --list
+	$(DEMO_ENV) stream_cat demo_20231114_2213 | $(DEMO_ENV) pcap_split -o $(DEMO)/out/demo_ \
+	  --split-time 60e9 --filename-tstr-HHMMSS --pipe-cmd "gzip -c -1" --filename-suffix .pcap.gz
 	@echo; echo "Split files (zcat FILE | capinfos -):"
 	@for f in $(DEMO)/out/*; do printf '%s\t' "$$f"; zcat "$$f" | capinfos -c -M - | tail -n 1 | cut -f2; done
 
