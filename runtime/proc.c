@@ -121,6 +121,22 @@ int pc_close(int fd) { return close(fd) ? -errno : 0; }
 int pc_rename(const char *from, const char *to) { return rename(from, to) ? -errno : 0; }
 int pc_unlink(const char *path) { return unlink(path) ? -errno : 0; }
 int pc_chown(const char *path, int uid, int gid) { return chown(path, uid, gid) ? -errno : 0; }
+int pc_symlink(const char *target, const char *linkpath)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp%d", linkpath, (int)getpid()) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	unlink(tmp);
+	if (symlink(target, tmp))
+		return -errno;
+	if (rename(tmp, linkpath)) {
+		int e = errno;
+		unlink(tmp);
+		return -e;
+	}
+	return 0;
+}
+
 int pc_getpid(void) { return (int)getpid(); }
 const char *pc_strerror(int errnum) { return strerror(errnum < 0 ? -errnum : errnum); }
 

@@ -24,7 +24,7 @@ typedef struct pc_pkt {
 	uint8_t port;           /* capture port (FMAD) or pcapng interface */
 	uint8_t flags;          /* PC_PKT_* bits */
 	uint16_t pad;
-	uint32_t pad2;
+	uint32_t rec;           /* store reader: the record's index in its chunk */
 } pc_pkt;
 
 enum {
@@ -214,6 +214,10 @@ pc_store_reader *pc_store_reader_open(pc_store *s, uint32_t capture_id, uint64_t
  * (follow: wait and call again), PC_EOF... see pc_store_reader_ended. */
 int pc_store_next(pc_store_reader *r, pc_pkt *out, int max);
 int pc_store_reader_ended(const pc_store_reader *r);   /* capture complete and read */
+/* Skips the first n records of the first chunk read (resuming mid-chunk). */
+void pc_store_reader_skip(pc_store_reader *r, uint32_t n);
+/* The chunk id the last batch came from (every batch is one chunk's). */
+uint64_t pc_store_reader_chunk(const pc_store_reader *r);
 uint64_t pc_store_reader_position(const pc_store_reader *r);  /* next chunk id */
 void pc_store_reader_stats(const pc_store_reader *r, pc_store_stats *st);
 const char *pc_store_reader_error(const pc_store_reader *r);
@@ -273,6 +277,8 @@ int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */
 int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
 int64_t pc_file_size(const char *path);     /* bytes or -errno */
 int pc_chown(const char *path, int uid, int gid);
+/* Points linkpath at target, replacing an existing link atomically. */
+int pc_symlink(const char *target, const char *linkpath);
 /* "user", "user.group", "user:group", "uid:gid"; -1 in gid = user's group.
  * Returns 0 or -ENOENT with the unknown name in err. */
 int pc_lookup_owner(const char *spec, int *uid, int *gid, char *err, size_t errlen);

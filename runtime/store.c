@@ -86,6 +86,9 @@ struct pc_store_reader {
 	uint8_t *buf;
 	struct chunk_hdr hdr;
 	uint32_t pos, left;       /* walk of the loaded chunk's records */
+	uint32_t rec;             /* index of the next record in the chunk */
+	uint32_t skip;            /* records to pass over in the first chunk */
+	uint64_t cur_id;          /* the loaded chunk's id */
 	pc_store_stats st;
 	char err[256];
 };
@@ -536,6 +539,8 @@ static int load_chunk(pc_store_reader *r)
 		}
 		r->pos = CHUNK_HDR;
 		r->left = r->hdr.pkt_cnt;
+		r->rec = 0;
+		r->cur_id = r->next_id;
 		r->next_id++;
 		r->st.chunks++;
 		return 1;
@@ -566,6 +571,14 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 			r->left = 0;
 			break;
 		}
+		if (r->skip) {
+			/* resuming: these records were delivered before */
+			r->skip--;
+			r->pos += REC_HDR + caplen;
+			r->left--;
+			r->rec++;
+			continue;
+		}
 		pc_pkt *p = &out[n++];
 		memcpy(&p->ts, h, 8);
 		p->data = h + REC_HDR;
@@ -573,6 +586,7 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 		p->wirelen = wire;
 		p->port = h[12];
 		p->flags = h[13];
+		p->rec = r->rec++;
 		r->pos += REC_HDR + caplen;
 		r->left--;
 		if (wire) {
@@ -585,6 +599,8 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 }
 
 int pc_store_reader_ended(const pc_store_reader *r) { return r->ended && r->left == 0; }
+void pc_store_reader_skip(pc_store_reader *r, uint32_t n) { r->skip = n; }
+uint64_t pc_store_reader_chunk(const pc_store_reader *r) { return r->cur_id; }
 uint64_t pc_store_reader_position(const pc_store_reader *r) { return r->next_id; }
 void pc_store_reader_stats(const pc_store_reader *r, pc_store_stats *st) { *st = r->st; }
 const char *pc_store_reader_error(const pc_store_reader *r) { return r->err; }

@@ -20,6 +20,7 @@ local Engine = {}
 Engine.__index = Engine
 
 local BATCH = 1024
+M.BATCH = BATCH
 local i64 = num.i64
 
 -- cfg fields:
@@ -154,7 +155,7 @@ end
 -- Closes the open split.  snap is a copy of the splitter taken before the
 -- next split began; trigger_ts is the record that caused the close (nil at
 -- the end of input); next_boundary is the next split's boundary (time mode).
-function Engine:close_split(snap, trigger_ts, next_boundary, final)
+function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    local cur, c = self.cur, self.cfg
    if not cur then return end
    self.cur = nil
@@ -215,15 +216,17 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final)
    end
    if cur.failed then
       if c.sink.mode == "file" then C.pc_unlink(cur.pending) end
-      self.prev_boundary = cur.boundary
-      return
+   else
+      if c.owner and c.sink.mode == "file" then
+         local rc = C.pc_chown(cur.pending, c.owner.uid, c.owner.gid)
+         if rc < 0 then self.log:err(("chown %s: %s"):format(cur.pending, proc.errstr(rc))) end
+      end
+      cur.delivered = self:rename(cur)
    end
-   if c.owner and c.sink.mode == "file" then
-      local rc = C.pc_chown(cur.pending, c.owner.uid, c.owner.gid)
-      if rc < 0 then self.log:err(("chown %s: %s"):format(cur.pending, proc.errstr(rc))) end
-   end
-   self:rename(cur)
    self.prev_boundary = cur.boundary
+   -- push records its position and runs Post here; trigger_pkt (the first
+   -- record of the next split) is valid only during the call
+   if c.on_split_done then c.on_split_done(cur, trigger_pkt) end
 end
 
 -- Re-runs the split's pipeline from its spool copy until it succeeds.
@@ -276,53 +279,72 @@ function Engine:rename(cur)
    return false
 end
 
--- ---- the run ---------------------------------------------------------------
--- Reads everything from reader.  Returns the number of the signal that
+-- ---- feeding ---------------------------------------------------------------
+-- Splits and writes one batch of n packets (NOP ticks included).
+function Engine:feed(pkts, n, linktype)
+   local sp = self.sp
+   local i = 0
+   while i < n do
+      local j = C.pc_split_scan(sp, pkts, i, n)
+      if j > i and self.cur then self:write(pkts + i, j - i) end
+      if j < n then
+         local ts = pkts[j].ts
+         local snap = self.cur and ffi.new("pc_split", sp)
+         local boundary = C.pc_split_begin(sp, ts)
+         if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
+         self:open_split(boundary, ts, linktype)
+         -- pc_split_begin reset the counters; record j is scanned again
+         -- and can never start another split
+      end
+      i = j
+   end
+   if n > 0 then self.last_ts = pkts[n - 1].ts end
+end
+
+-- The per-second progress line, when a second has passed.
+function Engine:progress(stats)
+   local now = C.pc_mono_ns()
+   if now >= (self.next_progress or 0) then
+      if self.next_progress then self.log:progress(self, stats, now) end
+      self.next_progress = now + 1e9
+   end
+end
+
+-- Closes the split still open at the end of the input.
+function Engine:finish()
+   if self.cur then self:close_split(ffi.new("pc_split", self.sp), nil, nil, true) end
+   if self.sp.roll_blocked > 0 then
+      self.log:info(("Disable splitter: %s records after the roll time were kept in the last file")
+         :format(num.str(self.sp.roll_blocked)))
+   end
+end
+
+-- Reads everything from a pc_reader.  Returns the number of the signal that
 -- stopped it (0 at end of input) and the reader error text, if any.
 function Engine:run(reader)
-   local sp, pkts = self.sp, self.pkts
+   local pkts = self.pkts
    local linktype = C.pc_reader_linktype(reader)
    local stats = ffi.new("pc_reader_stats")
-   local next_progress = C.pc_mono_ns() + 1e9
    local rerr
+   self:progress(stats)
    while true do
       local n = C.pc_reader_next(reader, pkts, BATCH)
       if n <= 0 then
          if n < 0 and n ~= C.PC_ERR_INTR then rerr = ffi.string(C.pc_reader_error(reader)) end
          break
       end
-      local i = 0
-      while i < n do
-         local j = C.pc_split_scan(sp, pkts, i, n)
-         if j > i and self.cur then self:write(pkts + i, j - i) end
-         if j < n then
-            local ts = pkts[j].ts
-            local snap = self.cur and ffi.new("pc_split", sp)
-            local boundary = C.pc_split_begin(sp, ts)
-            if snap then self:close_split(snap, ts, boundary, false) end
-            if linktype == 0 then linktype = C.pc_reader_linktype(reader) end
-            self:open_split(boundary, ts, linktype)
-            -- pc_split_begin reset the counters; record j is scanned again
-            -- below and can never start another split
-         end
-         i = j
-      end
-      self.last_ts = pkts[n - 1].ts
-      local now = C.pc_mono_ns()
-      if now >= next_progress then
+      -- pcapng announces its linktype with the first interface, before a packet
+      if linktype == 0 then linktype = C.pc_reader_linktype(reader) end
+      self:feed(pkts, n, linktype)
+      if C.pc_mono_ns() >= self.next_progress then
          C.pc_reader_stats_get(reader, stats)
-         self.log:progress(self, stats, now)
-         next_progress = now + 1e9
+         self:progress(stats)
       end
       if C.pc_signal_pending() ~= 0 then break end
    end
    C.pc_reader_stats_get(reader, stats)
    self.stats = stats
-   if self.cur then self:close_split(ffi.new("pc_split", sp), nil, nil, true) end
-   if sp.roll_blocked > 0 then
-      self.log:info(("Disable splitter: %s records after the roll time were kept in the last file")
-         :format(num.str(sp.roll_blocked)))
-   end
+   self:finish()
    return C.pc_signal_pending(), rerr
 end
 
