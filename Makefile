@@ -85,6 +85,8 @@ install: all
 	  sed '1s|^#!/usr/bin/env fmadiolua|#!$(PREFIX)/bin/fmadiolua|' "$$f" > $(DESTDIR)$(PREFIX)/$$f; \
 	  chmod 755 $(DESTDIR)$(PREFIX)/$$f; done
 	for f in etc/*; do [ -f "$$f" ] || continue; install -m 644 "$$f" $(DESTDIR)$(PREFIX)/etc_ro/; done
+	install -d $(DESTDIR)$(PREFIX)/etc_ro/analytics
+	install -m 755 etc/analytics/* $(DESTDIR)$(PREFIX)/etc_ro/analytics/
 
 clean:
 	rm -rf $(B)

@@ -137,6 +137,14 @@ int pc_symlink(const char *target, const char *linkpath)
 	return 0;
 }
 
+void pc_nap_ns(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+	nanosleep(&ts, NULL);
+}
+
+int pc_kill(int pid, int sig) { return kill(pid, sig) ? -errno : 0; }
+
 int pc_getpid(void) { return (int)getpid(); }
 const char *pc_strerror(int errnum) { return strerror(errnum < 0 ? -errnum : errnum); }
 

@@ -289,6 +289,8 @@ int64_t pc_mono_ns(void);                   /* CLOCK_MONOTONIC */
 int64_t pc_tz_offset(int64_t epoch_sec);    /* local minus UTC at that time, s */
 const char *pc_tz_name(int64_t epoch_sec);
 int pc_sleep_ns(int64_t ns);                /* 0, or -EINTR when a signal came */
+void pc_nap_ns(int64_t ns);                 /* sleeps even after a signal */
+int pc_kill(int pid, int sig);              /* 0 or -errno */
 int pc_getpid(void);
 
 /* SIGINT/SIGTERM set a flag (and interrupt blocking reads) instead of

@@ -61,6 +61,8 @@ function M.quote(s)
    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+function M.kill(pid, sig) return C.pc_kill(pid, sig or 15) end
+
 function M.errstr(rc)
    return ffi.string(C.pc_strerror(rc))
 end

@@ -220,7 +220,8 @@ function Store:recover()
 end
 
 -- ---- reading a capture ---------------------------------------------------------
--- start: "begin" | "head" | ts (int64 epoch ns)
+-- start: "begin" | "head" | ts (int64 epoch ns) | { chunk = id, rec = n }
+-- (a saved position: record n of chunk id)
 function Store:reader(m, start)
    local fd = C.pc_open_read(M.idx_path(self.dir, m.id))
    local start_id = m.first_chunk
@@ -228,9 +229,12 @@ function Store:reader(m, start)
       start_id = tonumber(self:info().head)
    elseif type(start) == "cdata" and fd >= 0 then
       start_id = tonumber(C.pc_store_seek_time(fd, m.first_chunk, start))
+   elseif type(start) == "table" then
+      start_id = start.chunk
    end
    local r = C.pc_store_reader_open(self.h, m.id, m.first_chunk, start_id, fd)
    if r == nil then return nil, "out of memory" end
+   if type(start) == "table" and (start.rec or 0) > 0 then C.pc_store_reader_skip(r, start.rec) end
    return { h = ffi.gc(r, function(x)
       C.pc_store_reader_close(x)
       if fd >= 0 then C.pc_close(fd) end

@@ -1,0 +1,259 @@
+-- pushcap.worker: one push target, as one process.
+--
+-- store chunk -> decap -> BPF and FilterFrame on the inner packet -> the
+-- split engine (names, pipe, transport, renames) -> the target.  After
+-- every finished split the worker saves where the next split starts (a
+-- record of a chunk), so a restarted worker carries on there: no gap, and
+-- the split in progress is rewritten under the same name, not duplicated.
+local ffi = require("ffi")
+local C = require("pushcap.ffi")
+local num = require("pushcap.num")
+local paths = require("pushcap.paths")
+local proc = require("pushcap.proc")
+local split = require("pushcap.split")
+local splitopts = require("pushcap.splitopts")
+local store = require("pushcap.store")
+
+local M = {}
+local BATCH = split.BATCH
+local SCRATCH = 8 * 1024 * 1024
+
+-- ---- saved position ----------------------------------------------------------
+function M.state_path(desc) return paths.store .. "/push/" .. desc .. ".pos" end
+
+local function load_state(path)
+   local f = io.open(path)
+   if not f then return nil end
+   local line = f:read("*l") or ""
+   f:close()
+   local cap, chunk, rec = line:match("^(%d+) (%d+) (%d+)$")
+   if not cap then return nil end
+   return { capture = tonumber(cap), chunk = tonumber(chunk), rec = tonumber(rec) }
+end
+
+local function save_state(path, capture, chunk, rec)
+   local tmp = path .. ".tmp"
+   local f = io.open(tmp, "w")
+   if not f then return false end
+   f:write(("%d %s %d\n"):format(capture, num.str(chunk), rec))
+   f:close()
+   return C.pc_rename(tmp, path) == 0
+end
+
+-- ---- the pipeline ---------------------------------------------------------------
+-- cfg: from pushcap.config; t: one of cfg.targets; opts.offline: a capture
+-- name (push it to its end) or nil (follow the active capture).
+-- Returns an exit status.
+function M.run(cfg, t, opts)
+   local out = function(s) io.stdout:write(s); io.stdout:flush() end
+   local function log(s) out(s .. "\n") end
+   local function fail(s)
+      io.stderr:write("push ", t.desc, ": ", s, "\n")
+      return 1
+   end
+   C.pc_signals_install()
+   -- CPU pins the whole worker (the appliance pins stream_cat there); a
+   -- --cpu list in SplitCmd pins it too
+   local cpus = t.cpu and { t.cpu } or t.res.cpus
+   if cpus then
+      local ok, perr = splitopts.pin(cpus)
+      if not ok then io.stderr:write("push ", t.desc, ": CPU ", table.concat(cpus, ","), ": ", perr, "\n") end
+   end
+
+   local dir = store.dir()
+   if not store.exists(dir) then return fail("no capture store in " .. dir) end
+   local st, err = store.open(dir, false)
+   if not st then return fail(err) end
+
+   -- which capture, and where in it
+   local m
+   if opts.offline then
+      m = st:find(opts.offline)
+      if not m then return fail("no capture named '" .. opts.offline .. "'") end
+   else
+      m = st:active()
+      while not m and C.pc_signal_pending() == 0 do
+         C.pc_sleep_ns(100e6)
+         m = st:active()
+      end
+      if not m then return 0 end
+   end
+   C.pc_mkdirs(paths.store .. "/push", 448)
+   local state_path = M.state_path(t.desc)
+   local saved = load_state(state_path)
+   local start
+   if saved and saved.capture == m.id then
+      start = { chunk = saved.chunk, rec = saved.rec }
+      log(("Resuming capture %s at chunk %d record %d"):format(m.name, saved.chunk, saved.rec))
+   elseif opts.offline or t.follow_start then
+      start = "begin"
+   else
+      start = "head"
+   end
+   local rd, rerr = st:reader(m, start)
+   if not rd then return fail(rerr) end
+   local r = rd.h
+   local linktype = m.linktype or 1
+   log(("push %s: capture %s (id %d) from chunk %s, mode %s"):format(t.desc, m.name, m.id,
+      num.str(C.pc_store_reader_position(r)), t.mode))
+
+   -- filters
+   local bpf, keep
+   if t.bpf then
+      local ebuf = ffi.new("char[512]")
+      bpf = C.pc_bpf_compile(t.bpf, linktype, ebuf, 512)
+      if bpf == nil then return fail("FilterBPF: " .. ffi.string(ebuf)) end
+      bpf = ffi.gc(bpf, C.pc_bpf_free)
+   end
+   local frame_ok = t.filter_frame and t.filter_frame.tbl
+   local decap = t.decap and linktype == 1
+   local pkts = ffi.new("pc_pkt[?]", BATCH)
+   local inner = decap and ffi.new("pc_pkt[?]", BATCH)
+   local scratch = decap and ffi.new("uint8_t[?]", SCRATCH)
+   local dstats = ffi.new("pc_decap_stats")
+   keep = ffi.new("uint8_t[?]", BATCH + 1)
+   local outbuf = ffi.new("pc_pkt[?]", BATCH + 1)
+
+   -- the engine, with our position saved after every split
+   local cur_chunk = 0
+   local aborted = false
+   local spool = paths.spool .. "/" .. t.desc
+   C.pc_mkdirs(spool, 448)
+   local engine = split.new(splitopts.engine_config(t.opts, t.res, {
+      spool_dir = spool,
+      out = out,
+      on_split_done = function(cur, trig)
+         if not cur.delivered then
+            -- keep the saved position before this split: the restarted
+            -- worker writes it again from the store
+            aborted = true
+            return
+         end
+         if trig ~= nil then
+            if trig.wirelen == 0 and trig.rec == 0xffffffff then
+               save_state(state_path, m.id, C.pc_store_reader_position(r), 0)
+            else
+               save_state(state_path, m.id, cur_chunk, trig.rec)
+            end
+         end
+         if t.post and cur.delivered then
+            local rc = proc.run_sh(t.post, { cur.name })
+            log(("Post [%s %s] exited %d"):format(t.post, cur.name, rc))
+         end
+      end,
+   }))
+
+   -- One batch (one chunk's records) through decap and the filters into
+   -- outbuf; returns the count.
+   local function select(n)
+      local src = pkts
+      if decap then
+         local done = 0
+         while done < n do
+            done = done + C.pc_decap(pkts + done, inner + done, n - done, scratch, SCRATCH, dstats)
+         end
+      end
+      local seen = decap and inner or pkts
+      if bpf then
+         C.pc_bpf_match(bpf, seen, n, keep)
+      else
+         ffi.fill(keep, n, 1)
+      end
+      if frame_ok then
+         for k = 0, n - 1 do
+            if keep[k] ~= 0 and seen[k].wirelen ~= 0 and not frame_ok[seen[k].port * 2 + bit.band(seen[k].flags, 1)] then
+               keep[k] = 0
+            end
+         end
+      end
+      if t.output == "decap" then src = seen end
+      local cnt = 0
+      for k = 0, n - 1 do
+         if keep[k] ~= 0 then
+            outbuf[cnt] = src[k]
+            cnt = cnt + 1
+         end
+      end
+      -- packets the filter dropped still move time on, so a time split
+      -- closes on time: a tick at the batch's last timestamp
+      if cnt < n and (cnt == 0 or outbuf[cnt - 1].ts < pkts[n - 1].ts) then
+         local tick = outbuf[cnt]
+         tick.ts = pkts[n - 1].ts
+         tick.caplen, tick.wirelen, tick.data = 0, 0, nil
+         tick.rec = pkts[n - 1].rec + 1
+         cnt = cnt + 1
+      end
+      return cnt
+   end
+
+   local stats = ffi.new("pc_reader_stats")
+   local sst = ffi.new("pc_store_stats")
+   local last_ts = num.i64(0)
+   local status = 0
+   local idle_tick = ffi.new("pc_pkt[1]")
+   while true do
+      local n = C.pc_store_next(r, pkts, BATCH)
+      if n > 0 then
+         cur_chunk = C.pc_store_reader_chunk(r)
+         local cnt = select(n)
+         engine:feed(outbuf, cnt, linktype)
+         last_ts = num.i64(pkts[n - 1].ts)
+      elseif n == 0 then
+         if C.pc_store_reader_ended(r) ~= 0 then break end
+         if opts.offline then break end
+         -- idle: the writer's clock closes time splits when nothing comes
+         local tick = st:info().tick_ts
+         if tick > last_ts then
+            idle_tick[0].ts = tick
+            idle_tick[0].rec = 0xffffffff
+            engine:feed(idle_tick, 1, linktype)
+            last_ts = num.i64(tick)
+         end
+         C.pc_sleep_ns(20e6)
+      else
+         status = fail(ffi.string(C.pc_store_reader_error(r)))
+         break
+      end
+      if C.pc_mono_ns() >= (engine.next_progress or 0) then
+         C.pc_store_reader_stats(r, sst)
+         stats.bytes_read, stats.packets = sst.bytes_cap, sst.packets
+         engine:progress(stats)
+      end
+      if C.pc_signal_pending() ~= 0 or aborted then break end
+   end
+   if aborted then
+      io.stderr:write(("push %s: a split could not be delivered; exiting so that it is redone from the store\n")
+         :format(t.desc))
+      return 3
+   end
+   engine:finish()
+   if aborted then
+      io.stderr:write(("push %s: the last split could not be delivered; exiting so that it is redone from the store\n")
+         :format(t.desc))
+      return 3
+   end
+   C.pc_store_reader_stats(r, sst)
+   if C.pc_signal_pending() == 0 then
+      -- everything read was delivered (or kept, and logged)
+      save_state(state_path, m.id, C.pc_store_reader_position(r), 0)
+   end
+   if sst.lost_chunks > 0 or sst.corrupt_chunks > 0 then
+      io.stderr:write(("push %s: lost %s chunks (%s packets) overwritten before they were read, %s corrupt chunks (%s packets)\n")
+         :format(t.desc, num.str(sst.lost_chunks), num.str(sst.lost_pkts), num.str(sst.corrupt_chunks),
+            num.str(sst.corrupt_pkts)))
+      status = 1
+   end
+   if decap then
+      log(("Decap: %s packets, %s decapsulated (vlan %s qinq %s mpls %s gre %s erspan %s vxlan %s geneve %s)")
+         :format(num.str(dstats.packets), num.str(dstats.decapped), num.str(dstats.vlan), num.str(dstats.qinq),
+            num.str(dstats.mpls), num.str(dstats.gre),
+            num.str(dstats.erspan1 + dstats.erspan2 + dstats.erspan3), num.str(dstats.vxlan), num.str(dstats.geneve)))
+   end
+   log(("Total Splits %d Total Pkts %s Lost Pkts %d Failed Splits %d"):format(engine.splits, num.str(sst.packets),
+      engine.lost_pkts, engine.failed_splits))
+   log("Complete")
+   if engine.lost_pkts > 0 or engine.failed_splits > 0 then status = 1 end
+   return status
+end
+
+return M
