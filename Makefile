@@ -58,19 +58,23 @@ bench: all
 	bash bench/store.sh
 
 # The main job on an embedded sample: generate five minutes of ISP-like
-# traffic, import it into a capture store under build/demo, list the store,
-# then stream the capture out and split it per minute through gzip.
+# traffic, import it into a capture store under build/demo/root, and push it
+# with a copy of etc/push_pcap.lua.basic whose paths point under that root;
+# then list what each target produced and where its log is.
 DEMO := $(B)/demo
-DEMO_ENV := PATH=$(CURDIR)/$(B):$(CURDIR)/bin:$$PATH PUSHCAP_ROOT=$(CURDIR)/$(DEMO)/root
+DEMO_ROOT := $(CURDIR)/$(DEMO)/root
+DEMO_ENV := PATH=$(CURDIR)/$(B):$(CURDIR)/bin:$$PATH PUSHCAP_ROOT=$(DEMO_ROOT)
 demo: all
-	rm -rf $(DEMO) && mkdir -p $(DEMO)/out
+	rm -rf $(DEMO) && mkdir -p $(DEMO_ROOT)/opt/fmadio/etc
 	$(B)/pcapgen -p isp -b 50M -s 300 -S 1 -o $(DEMO)/sample.pcap
 	$(DEMO_ENV) stream_capture --store-size 256M --import $(DEMO)/sample.pcap --name demo_20231114_2213
 	$(DEMO_ENV) stream_cat --list
-	$(DEMO_ENV) stream_cat demo_20231114_2213 | $(DEMO_ENV) pcap_split -o $(DEMO)/out/demo_ \
-	  --split-time 60e9 --filename-tstr-HHMMSS --pipe-cmd "gzip -c -1" --filename-suffix .pcap.gz
-	@echo; echo "Split files (zcat FILE | capinfos -):"
-	@for f in $(DEMO)/out/*; do printf '%s\t' "$$f"; zcat "$$f" | capinfos -c -M - | tail -n 1 | cut -f2; done
+	sed 's|"/mnt/remote0/|"$(DEMO_ROOT)/mnt/remote0/|' etc/push_pcap.lua.basic > $(DEMO_ROOT)/opt/fmadio/etc/push_pcap.lua
+	$(DEMO_ENV) analytics/push_pcap.lua --force --offline demo_20231114_2213
+	@echo; echo "Files per target (packets as capinfos counts them):"
+	@cd $(DEMO_ROOT)/mnt/remote0/pcap && for f in */*; do case $$f in *.zst) n=$$(zstd -dc $$f | capinfos -c -M - | tail -n 1);; \
+	  *) n=$$(capinfos -c -M $$f | tail -n 1);; esac; printf '%s\t%s\n' "$(DEMO_ROOT)/mnt/remote0/pcap/$$f" "$${n##*:}"; done
+	@echo; echo "Logs: $(DEMO_ROOT)/mnt/store0/log/push_<Desc>.cur"; ls -l $(DEMO_ROOT)/mnt/store0/log/
 
 # ---- install ---------------------------------------------------------------
 # Lays out PREFIX like the appliance: bin/ (fmadiolua, pcap_split, pcapgen),
