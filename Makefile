@@ -9,7 +9,7 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 LUAJIT_LIBS := $(shell pkg-config --libs $(PKGS))
 
 B := build
-CORE := pcap_read pcap_write split proc store bpf decap live
+CORE := pcap_read pcap_write split proc store bpf decap live ring
 OBJS := $(CORE:%=$(B)/%.o) $(B)/cdef.o $(B)/host.o
 HDR := runtime/pushcap.h
 

@@ -151,6 +151,40 @@ void pc_bpf_free(pc_bpf *f);
 /* Moves pkts[i] with keep[i] != 0 to the front, in order; returns their count. */
 int pc_pkt_select(pc_pkt *pkts, int n, const uint8_t *keep);
 
+/* ---- in-process compression (a recognised --pipe-cmd / PipeCmd) --------- */
+enum { PC_COMP_GZIP = 1, PC_COMP_LZ4 = 2, PC_COMP_ZSTD = 3 };
+typedef struct pc_comp pc_comp;
+/* A compressor producing the standard file format of gzip (zlib, level
+ * 1-9), lz4 (frame format, level 1-12) or zstd (level -5..19, threads >= 1
+ * through ZSTD_c_nbWorkers).  NULL with a message on failure. */
+pc_comp *pc_comp_new(int kind, int level, int threads, char *err, size_t errlen);
+void pc_comp_free(pc_comp *c);
+/* From now on the writer compresses what it flushes (set before the first
+ * flush; the writer does not own c).  pc_writer_finish flushes and ends the
+ * compressed stream; without a compressor it is pc_writer_flush. */
+void pc_writer_set_comp(pc_writer *w, pc_comp *c);
+int pc_writer_finish(pc_writer *w);          /* 0 or -errno */
+
+/* ---- lxc_ring: FMADIO's shared-memory packet ring (fmadio-behaviour.md 4) */
+typedef struct pc_ring pc_ring;
+/* Producer: creates or resizes the ring file, resets it when its version
+ * is wrong (or reset != 0).  flow_control != 0: pc_ring_put waits for the
+ * consumer, up to timeout_ns.  NULL with a message on failure. */
+pc_ring *pc_ring_open_tx(const char *path, int flow_control, int64_t timeout_ns, int reset,
+			 char *err, size_t errlen);
+/* Consumer: checks the layout and attaches at the producer's position. */
+pc_ring *pc_ring_open_rx(const char *path, char *err, size_t errlen);
+/* Puts packets (NOPs are skipped); returns how many were put, fewer than n
+ * when the consumer stalled past the timeout (pc_ring_stalled() then 1). */
+int pc_ring_put(pc_ring *r, const pc_pkt *pkts, int n);
+int pc_ring_put_eof(pc_ring *r, uint64_t ts);
+/* Consumer: up to max packets, copied out of the ring into its own buffer
+ * (valid until the next call); 0 when empty, PC_EOF... see pc_ring_eof. */
+int pc_ring_get(pc_ring *r, pc_pkt *out, int max);
+int pc_ring_eof(const pc_ring *r);
+int pc_ring_stalled(const pc_ring *r);
+void pc_ring_close(pc_ring *r);
+
 /* ---- capture store: a ring of fixed-size chunks on disk (docs/store-format.md) */
 typedef struct pc_store pc_store;
 typedef struct pc_store_info {
