@@ -75,7 +75,6 @@ end
 if o.worker then
    local t = cfg.targets[o.worker]
    if not t then die("no target " .. o.worker, 2) end
-   if t.mode == "lxc" then die("target " .. t.desc .. ": LXC mode is not available yet", 1) end
    local worker = require("pushcap.worker")
    os.exit(worker.run(cfg, t, { offline = o.offline }))
 end
@@ -115,13 +114,9 @@ local function start(w)
 end
 
 for idx, t in ipairs(cfg.targets) do
-   if t.mode == "lxc" then
-      io.stderr:write(("push_pcap: target %s: LXC mode is not available yet; skipped\n"):format(t.desc))
-   else
-      local w = { index = idx, target = t, failures = 0 }
-      workers[#workers + 1] = w
-      start(w)
-   end
+   local w = { index = idx, target = t, failures = 0 }
+   workers[#workers + 1] = w
+   start(w)
 end
 
 local status = ffi.new("int[1]")

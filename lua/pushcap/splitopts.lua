@@ -82,8 +82,7 @@ function M.parse(argv, o)
          elseif a == "-Z" then o.owner_spec = value(a); step = 2
          elseif a == "--cpu" then o.cpu = value(a); step = 2
          elseif a == "--uid" then value(a); step = 2
-         elseif a == "--ring" then
-            error({ "--ring <path>: reading an lxc_ring is not available yet in this build" })
+         elseif a == "--ring" then o.ring = value(a); step = 2
          elseif a == "-i" then o.input = value(a); step = 2
          elseif a == "--root" then o.root = value(a); step = 2
          elseif a == "--spool-dir" then o.spool_dir = value(a); step = 2

@@ -54,7 +54,7 @@ function M.run(cfg, t, opts)
    C.pc_signals_install()
    -- CPU pins the whole worker (the appliance pins stream_cat there); a
    -- --cpu list in SplitCmd pins it too
-   local cpus = t.cpu and { t.cpu } or t.res.cpus
+   local cpus = t.cpu and { t.cpu } or (t.res and t.res.cpus)
    if cpus then
       local ok, perr = splitopts.pin(cpus)
       if not ok then io.stderr:write("push ", t.desc, ": CPU ", table.concat(cpus, ","), ": ", perr, "\n") end
@@ -119,7 +119,11 @@ function M.run(cfg, t, opts)
    local aborted = false
    local spool = paths.spool .. "/" .. t.desc
    C.pc_mkdirs(spool, 448)
-   local engine = split.new(splitopts.engine_config(t.opts, t.res, {
+   local engine
+   if t.mode == "lxc" then
+      engine = M.ring_output(t, log, function(chunk, rec) save_state(state_path, m.id, chunk, rec) end)
+      if not engine then return 1 end
+   else engine = split.new(splitopts.engine_config(t.opts, t.res, {
       spool_dir = spool,
       out = out,
       on_split_done = function(cur, trig)
@@ -141,7 +145,7 @@ function M.run(cfg, t, opts)
             log(("Post [%s %s] exited %d"):format(t.post, cur.name, rc))
          end
       end,
-   }))
+   })) end
 
    -- One batch (one chunk's records) through decap and the filters into
    -- outbuf; returns the count.
@@ -196,7 +200,8 @@ function M.run(cfg, t, opts)
       if n > 0 then
          cur_chunk = C.pc_store_reader_chunk(r)
          local cnt = select(n)
-         engine:feed(outbuf, cnt, linktype)
+         engine:feed(outbuf, cnt, linktype, cur_chunk, pkts[n - 1].rec + 1)
+         if engine.exit then return engine.exit end
          last_ts = num.i64(pkts[n - 1].ts)
       elseif n == 0 then
          if C.pc_store_reader_ended(r) ~= 0 then break end
@@ -226,7 +231,7 @@ function M.run(cfg, t, opts)
          :format(t.desc))
       return 3
    end
-   engine:finish()
+   engine:finish(C.pc_store_reader_ended(r) ~= 0 and opts.offline, last_ts)
    if aborted then
       io.stderr:write(("push %s: the last split could not be delivered; exiting so that it is redone from the store\n")
          :format(t.desc))
@@ -249,11 +254,57 @@ function M.run(cfg, t, opts)
             num.str(dstats.mpls), num.str(dstats.gre),
             num.str(dstats.erspan1 + dstats.erspan2 + dstats.erspan3), num.str(dstats.vxlan), num.str(dstats.geneve)))
    end
-   log(("Total Splits %d Total Pkts %s Lost Pkts %d Failed Splits %d"):format(engine.splits, num.str(sst.packets),
+   log(("Total Splits %d Total Pkts %s Lost Pkts %d Failed Splits %d"):format(engine.splits or 0, num.str(sst.packets),
       engine.lost_pkts, engine.failed_splits))
    log("Complete")
    if engine.lost_pkts > 0 or engine.failed_splits > 0 then status = 1 end
    return status
+end
+
+-- ---- LXC: into an lxc_ring instead of split files ----------------------------------
+-- Offers the engine's feed/progress/finish; the position is saved once a
+-- second, after the packets before it are in the ring.
+function M.ring_output(t, log, save)
+   local ebuf = ffi.new("char[512]")
+   local ring = C.pc_ring_open_tx(t.path, 1, t.timeout_ring, 0, ebuf, 512)
+   if ring == nil then
+      io.stderr:write("push ", t.desc, ": ", ffi.string(ebuf), "\n")
+      return nil
+   end
+   log(("RING[%-50s] 00 : CPU: %3d FilterBPF:[%s] FilterFrame:[%s]"):format(t.path, t.cpu or 0, t.bpf or "",
+      t.filter_frame and t.filter_frame.expr or "(null)"))
+   local o = { lost_pkts = 0, failed_splits = 0, next_save = 0 }
+   function o:feed(pkts, n, _, chunk, next_rec)
+      local done = 0
+      local warned = false
+      while done < n do
+         done = done + C.pc_ring_put(ring, pkts + done, n - done)
+         if done < n then
+            if C.pc_signal_pending() ~= 0 then return end
+            if t.ring_timeout_exit then
+               -- the appliance's consumer restart: start again from now
+               os.remove(M.state_path(t.desc))
+               log("RING wait for drain timeout: the consumer stalled; exiting to restart from the current time")
+               self.exit = 4
+               return
+            end
+            if not warned then
+               log("RING wait for drain timeout: the consumer stalled; still waiting, nothing dropped")
+               warned = true
+            end
+         end
+      end
+      if chunk and C.pc_mono_ns() >= self.next_save then
+         save(chunk, next_rec)
+         self.next_save = C.pc_mono_ns() + 1e9
+      end
+   end
+   function o:progress() end
+   function o:finish(at_end, ts)
+      if at_end then C.pc_ring_put_eof(ring, ts) end
+      C.pc_ring_close(ring)
+   end
+   return o
 end
 
 return M
