@@ -200,6 +200,43 @@ describe("capture store", function()
       assert.are.equal(1000 - tonumber(m), #H.read(d .. "/c.pcap"))
    end)
 
+   it("stream_cat filters with --bpf, windows with --epoch-*/--time-*, and has -v, --info, --no-pcap-header", function()
+      local d, sh = new_root("64M")
+      gen(d, "in.pcap", "-p finance -n 20000 -s 10 -S 11")
+      sh("stream_capture --import in.pcap --name f")
+      -- --bpf equals tcpdump's filter on the same (plain) traffic
+      local out, rc = sh("stream_cat --bpf 'udp and dst port 10003' f > bpf.pcap && "
+         .. "tcpdump --time-stamp-precision=nano -r in.pcap -w want.pcap 'udp and dst port 10003' 2>/dev/null")
+      assert.are.equal(0, rc, out)
+      assert.is_true(H.slurp(d .. "/bpf.pcap") == H.slurp(d .. "/want.pcap"), "--bpf differs from tcpdump")
+      out, rc = sh("stream_cat --bpf 'tcp port 70000' f")
+      assert.are.equal(2, rc)
+      assert.matches("%-%-bpf", out)
+      -- epoch window: 22:13:22 to 22:13:25 (T0 = 22:13:20)
+      local all = H.read(d .. "/in.pcap")
+      local lo, hi = "1700000002000000000", "1700000005000000000"
+      local want = {}
+      for _, p in ipairs(all) do
+         if #p.ts == #lo and p.ts >= lo and p.ts <= hi then want[#want + 1] = p end
+      end
+      sh(("stream_cat --epoch-start %s --epoch-stop %s f > win.pcap"):format(lo, hi))
+      local got = H.read(d .. "/win.pcap")
+      assert.are.equal(#want, #got)
+      assert.are.equal(want[1].ts, got[1].ts)
+      assert.are.equal(want[#want].ts, got[#got].ts)
+      -- the same window in local time (TZ=UTC here)
+      sh("stream_cat --time-start 22:13:22 --time-stop 22:13:25 f > tw.pcap")
+      assert.is_true(H.slurp(d .. "/tw.pcap") == H.slurp(d .. "/win.pcap"), "--time-* differs from --epoch-*")
+      -- no header: the same records
+      sh("stream_cat --no-pcap-header f > raw")
+      assert.is_true(H.slurp(d .. "/raw") == H.slurp(d .. "/in.pcap"):sub(25))
+      out = sh("stream_cat --info f")
+      assert.matches("packets 20000", out)
+      assert.matches("expired no", out)
+      out = sh("stream_cat -v f > /dev/null")
+      assert.matches("chunks, 20000 packets read, 20000 written", out)
+   end)
+
    it("refuses bad usage with a message", function()
       local _, sh = new_root("1M")
       local out, rc = sh("stream_cat nosuch")
