@@ -256,6 +256,13 @@ uint64_t pc_store_reader_position(const pc_store_reader *r);  /* next chunk id *
 void pc_store_reader_stats(const pc_store_reader *r, pc_store_stats *st);
 const char *pc_store_reader_error(const pc_store_reader *r);
 void pc_store_reader_close(pc_store_reader *r);
+/* The fast path of stream_cat with no filter and no time window: writes
+ * whole chunks to fd as nanosecond pcap records (chunked = 0) or as FMAD
+ * chunks (chunked = 1), with writev straight from the chunk buffer, for up
+ * to max_chunks chunks.  Returns the chunks written, 0 when nothing new is
+ * committed (see pc_store_reader_ended), or -errno on a write error.  The
+ * file header is the caller's. */
+int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks);
 /* The first chunk id of the capture whose packets end at or after ts,
  * found by binary search of the index; first_id + entries when none. */
 uint64_t pc_store_seek_time(int idx_fd, uint64_t first_id, uint64_t ts);
