@@ -7,24 +7,7 @@ local C = require("pushcap.ffi")
 
 local dir = H.testdata .. "/filter/"
 
--- Fields of a TSV line, taken literally (the data has no quoting).
-local function fields(line)
-   local t = {}
-   for f in (line .. "\t"):gmatch("([^\t]*)\t") do t[#t + 1] = f end
-   return t
-end
-
--- A pc_pkt array over H.read's packets.  The arrays point into the Lua
--- strings, so the returned table keeps pkts alive as long as it is used.
-local function batch(pkts)
-   local arr = ffi.new("pc_pkt[?]", math.max(#pkts, 1))
-   for i, p in ipairs(pkts) do
-      local a = arr[i - 1]
-      a.data = ffi.cast("const uint8_t *", p.data)
-      a.caplen, a.wirelen, a.port, a.flags = p.caplen, p.wire, p.port, p.flags
-   end
-   return { arr = arr, n = #pkts, pkts = pkts }
-end
+local fields, batch = H.fields, H.batch
 
 local function compile(expr, linktype)
    local err = ffi.new("char[512]")

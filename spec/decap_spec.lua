@@ -14,24 +14,7 @@ local CAP = 256 * 1024 + 64     -- the smallest scratch always good for one pack
 local STATS = { "packets", "decapped", "vlan", "qinq", "vntag", "mpls", "gre", "erspan1", "erspan2",
                 "erspan3", "vxlan", "geneve", "gre_other", "truncated" }
 
-local function fields(line)
-   local t = {}
-   for f in (line .. "\t"):gmatch("([^\t]*)\t") do t[#t + 1] = f end
-   return t
-end
-
--- A pc_pkt array over packets {data=, caplen=, wire=, port=, flags=}; the
--- table keeps the Lua strings the array points into alive.
-local function batch(pkts)
-   local arr = ffi.new("pc_pkt[?]", math.max(#pkts, 1))
-   for i, p in ipairs(pkts) do
-      local a = arr[i - 1]
-      a.data = ffi.cast("const uint8_t *", p.data)
-      a.caplen, a.wirelen = p.caplen or #p.data, p.wire or p.caplen or #p.data
-      a.port, a.flags, a.ts = p.port or 0, p.flags or 0, p.tsn or 0
-   end
-   return { arr = arr, n = #pkts, pkts = pkts }
-end
+local fields, batch = H.fields, H.batch
 
 -- Decapsulates a whole batch in one call.  pc_decap knows nothing of
 -- linktypes, so like the pipeline we only hand it Ethernet.

@@ -161,6 +161,27 @@ function H.read(path)
    return out, rerr, fmt
 end
 
+-- Fields of a TSV line, taken literally (the testdata has no quoting).
+function H.fields(line)
+   local t = {}
+   for f in (line .. "\t"):gmatch("([^\t]*)\t") do t[#t + 1] = f end
+   return t
+end
+
+-- A pc_pkt array over packets {data=, caplen=, wire=, port=, flags=, tsn=}
+-- (H.read's, or made by hand); the returned table keeps the Lua strings the
+-- array points into alive while it is used.
+function H.batch(pkts)
+   local arr = ffi.new("pc_pkt[?]", math.max(#pkts, 1))
+   for i, p in ipairs(pkts) do
+      local a = arr[i - 1]
+      a.data = ffi.cast("const uint8_t *", p.data)
+      a.caplen, a.wirelen = p.caplen or #p.data, p.wire or p.caplen or #p.data
+      a.port, a.flags, a.ts = p.port or 0, p.flags or 0, p.tsn or 0
+   end
+   return { arr = arr, n = #pkts, pkts = pkts }
+end
+
 function H.ls(dir)
    local p = io.popen("ls -1 '" .. dir .. "' 2>/dev/null")
    local t = {}
