@@ -93,7 +93,7 @@ describe("push_pcap.lua", function()
          { Desc = "all", Path = "ROOT/out/a/a-", Split = "--split-time 10e9", FileName = "--filename-epoch-sec",
            ScriptNew = "sleep 0.2" },
       }, "-p isp -n 20000 -s 200 -S 5")
-      local out = sh("{ push_pcap.lua --offline cap > sup.log 2>&1 & sup=$!; sleep 1.5; "
+      local out = sh("{ timeout 120 push_pcap.lua --offline cap > sup.log 2>&1 & sup=$!; sleep 1.5; "
          .. "kill -KILL $(sed -n 's/.*started pid \\([0-9]*\\).*/\\1/p' sup.log | head -n 1); wait $sup; echo sup=$?; }")
       assert.matches("sup=0", out)
       local log = H.slurp(d .. "/sup.log")
@@ -111,7 +111,7 @@ describe("push_pcap.lua", function()
       }, "-p isp -n 5000 -s 200 -S 6")
       -- a file where the directory should be: mkdir fails until it goes
       H.sh("mkdir -p " .. d .. "/out && touch " .. d .. "/out/blocked")
-      local out = sh("{ push_pcap.lua --offline cap > sup.log 2>&1 & sup=$!; sleep 2; rm out/blocked; wait $sup; echo sup=$?; }")
+      local out = sh("{ timeout 120 push_pcap.lua --offline cap > sup.log 2>&1 & sup=$!; sleep 2; rm out/blocked; wait $sup; echo sup=$?; }")
       assert.matches("sup=0", out)
       assert.matches("exited 3, restart", H.slurp(d .. "/sup.log"))
       assert.is_true(records(d .. "/out/blocked") == H.slurp(d .. "/in.pcap"):sub(25), "packets lost")

@@ -9,7 +9,8 @@ export TZ=UTC
 tap=$(mktemp)
 trap 'rm -f "$tap"' EXIT
 
-build/fmadiolua "$(command -v busted)" -o TAP "$@" 2>&1 | tee "$tap"
+# a hung test must not hang CI: the whole run has a time limit
+timeout 1500 build/fmadiolua "$(command -v busted)" -o TAP "$@" 2>&1 | tee "$tap"
 passed=$(grep -ac '^ok ' "$tap")
 failed=$(grep -ac '^not ok ' "$tap")
 if ! grep -aq '^1\.\.' "$tap"; then

@@ -176,7 +176,7 @@ describe("capture store", function()
    it("a follower started before the writer receives every packet", function()
       local d, sh = new_root("64M")
       local input = gen(d, "in.pcap", "-p isp -n 20000 -S 9")
-      local out = sh("{ stream_cat -f > f.pcap 2> f.log & pid=$!; sleep 0.5; "
+      local out = sh("{ timeout 60 stream_cat -f > f.pcap 2> f.log & pid=$!; sleep 0.5; "
          .. "stream_capture --import in.pcap --name live > /dev/null 2>&1; wait $pid; echo follower=$?; }")
       assert.matches("follower=0", out)
       assert.is_true(H.slurp(d .. "/f.pcap") == H.slurp(input), "the follower's output differs from the input")
