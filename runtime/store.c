@@ -663,12 +663,16 @@ static int cat_fmad(pc_store_reader *r, int fd)
 	return writev_all(fd, iov, 2);
 }
 
-/* The loaded chunk as pcap records: a new 16-byte header per packet,
- * the frame bytes written from where they lie. */
+/* The loaded chunk as pcap records.  Small frames are copied with their new
+ * header into a staging buffer (cheaper than an iovec pair each); large
+ * ones are written from where they lie beside their header. */
+#define SMALL_FRAME 512
+
 static int cat_pcap(pc_store_reader *r, int fd)
 {
 	struct iovec iov[CAT_IOV];
-	uint32_t hdr[CAT_IOV / 2][4];
+	static __thread uint8_t stage[(1u << 20) + 64 * 1024];
+	size_t used = 0, run_at = 0;      /* stage bytes; start of the open run */
 	int n = 0, rc;
 	uint32_t pos = CHUNK_HDR;
 	for (uint32_t k = 0; k < r->hdr.pkt_cnt; k++) {
@@ -682,23 +686,38 @@ static int cat_pcap(pc_store_reader *r, int fd)
 		pos += REC_HDR + caplen;
 		if (wire == 0)
 			continue; /* a time tick has no place in a pcap file */
-		uint32_t *ph = hdr[n / 2];
-		ph[0] = (uint32_t)(ts / 1000000000u);
-		ph[1] = (uint32_t)(ts % 1000000000u);
-		ph[2] = caplen;
-		ph[3] = wire;
-		iov[n].iov_base = ph;
-		iov[n++].iov_len = 16;
-		iov[n].iov_base = (void *)(h + REC_HDR);
-		iov[n++].iov_len = caplen;
+		uint32_t ph[4] = { (uint32_t)(ts / 1000000000u), (uint32_t)(ts % 1000000000u), caplen, wire };
 		r->st.packets++;
 		r->st.bytes_wire += wire;
 		r->st.bytes_cap += caplen;
-		if (n == CAT_IOV) {
+		int big = caplen > SMALL_FRAME;
+		if (n + 3 > CAT_IOV || used + REC_HDR + (big ? 0 : caplen) > sizeof stage) {
+			if (used > run_at) {
+				iov[n].iov_base = stage + run_at;
+				iov[n++].iov_len = used - run_at;
+			}
 			if ((rc = writev_all(fd, iov, n)))
 				return rc;
 			n = 0;
+			used = run_at = 0;
 		}
+		memcpy(stage + used, ph, REC_HDR);
+		used += REC_HDR;
+		if (!big) {
+			memcpy(stage + used, h + REC_HDR, caplen);
+			used += caplen;
+			continue;
+		}
+		/* close the staged run (it ends with this header), then the frame */
+		iov[n].iov_base = stage + run_at;
+		iov[n++].iov_len = used - run_at;
+		run_at = used;
+		iov[n].iov_base = (void *)(h + REC_HDR);
+		iov[n++].iov_len = caplen;
+	}
+	if (used > run_at) {
+		iov[n].iov_base = stage + run_at;
+		iov[n++].iov_len = used - run_at;
 	}
 	return n ? writev_all(fd, iov, n) : 0;
 }
