@@ -288,6 +288,49 @@ describe("live capture", function()
       check_accounting(H.read(d .. "/burst.pcap"), sent, H.read(d .. "/f.pcap"), tonumber(m.kernel_drops))
    end)
 
+   it("realtime push closes a time split on time from idle ticks, for filtered targets too", function()
+      local d, sh = new_root()
+      gen(sh, "burst.pcap", "-p finance -n 300 -s 0.2 -S 21")
+      H.sh("mkdir -p " .. d .. "/opt/fmadio/etc")
+      local f = io.open(d .. "/opt/fmadio/etc/push_pcap.lua", "w")
+      f:write(([[return { Target = {
+         { Desc = "all", Path = "%s/out/all/a-", Split = "--split-time 2e9", FileName = "--filename-epoch-sec" },
+         { Desc = "some", Path = "%s/out/some/s-", Split = "--split-time 2e9", FileName = "--filename-epoch-sec",
+           FilterBPF = "udp and dst port 10001" },
+      } }]]):format(d, d))
+      f:close()
+      start_capture(d, sh, "cap", "--name rt --flush-idle 200e6 --filter '" .. FILTER .. "'")
+      -- the supervisor in the background, following the active capture
+      sh("( timeout 60 " .. H.root .. "/analytics/push_pcap.lua > push.log 2>&1 & echo $! > push.pid ) >/dev/null 2>&1")
+      started[#started + 1] = { pid = d .. "/push.pid", rc = d .. "/push.none" }
+      C.pc_sleep_ns(1.5e9)
+      local sent = replay(sh, "burst.pcap")
+      -- no more traffic: the writer's idle ticks must close the burst's split
+      local closed
+      for _ = 1, 100 do
+         local files = H.ls(d .. "/out/all")
+         if #files > 0 and not files[1]:match("pending$") then closed = files[1]; break end
+         C.pc_sleep_ns(100e6)
+      end
+      assert.is_not_nil(closed, "no split closed: " .. (H.slurp(d .. "/mnt/store0/log/push_all.cur") or ""))
+      assert.are.equal(sent, #H.read(d .. "/out/all/" .. closed))
+      -- the filtered target's split closes on time as well
+      local some
+      for _ = 1, 50 do
+         some = H.ls(d .. "/out/some")
+         if #some > 0 and not some[1]:match("pending$") then break end
+         C.pc_sleep_ns(100e6)
+      end
+      assert.is_true(#some > 0 and not some[1]:match("pending$"), "the filtered target's split did not close")
+      local want = H.sh(("tcpdump -r %s/burst.pcap --count 'udp and dst port 10001' 2>/dev/null"):format(d))
+      assert.are.equal(tonumber(want:match("(%d+) packets")), #H.read(d .. "/out/some/" .. some[1]))
+      -- idle periods make no empty files
+      assert.are.equal(1, #H.ls(d .. "/out/all"))
+      sh("kill -TERM $(cat push.pid)")
+      stop_capture(d, sh, "cap", true)
+      assert.matches("push %[all +: stream_cat:true split:true%]", H.slurp(d .. "/push.log"))
+   end)
+
    it("stops after --count packets and after --duration", function()
       local d, sh = new_root()
       gen(sh, "x.pcap", "-p finance -n 3000 -S 2")

@@ -125,6 +125,7 @@ function M.run(cfg, t, opts)
       if not engine then return 1 end
    else engine = split.new(splitopts.engine_config(t.opts, t.res, {
       spool_dir = spool,
+      ticks_close_only = true,
       out = out,
       on_split_done = function(cur, trig)
          if not cur.delivered then
