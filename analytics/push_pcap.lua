@@ -22,6 +22,9 @@ usage: push_pcap.lua [--force] [--offline <capture>] [--config <file>] [--check]
   --check              check the config, print the resolved targets, exit
   --force              accepted for compatibility (run even if a schedule exists)
   --root <dir>         move /opt/fmadio and /mnt/store0 under dir (or PUSHCAP_ROOT)
+  --analytics-log <engine>  write this output to <root>/mnt/store0/log/
+                       analytics_<engine>_YYYYMMDD_HHMM and its .cur link, as the
+                       appliance's scheduler does (the loaders pass it)
   --help               this text
 
 Each target logs to <root>/mnt/store0/log/push_<Desc>_YYYYMMDD_HHMM (and
@@ -50,6 +53,7 @@ while i <= #arg do
    elseif a == "--check" then o.check = true
    elseif a == "--root" then o.root = value(); paths.set_root(o.root)
    elseif a == "--worker" then o.worker = tonumber(value())
+   elseif a == "--analytics-log" then o.analytics_log = value()
    else die("unknown option [" .. a .. "] (see --help)", 2) end
    i = i + 1
 end
@@ -83,6 +87,17 @@ end
 C.pc_signals_install()
 local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
+if o.analytics_log then
+   -- the status lines go where the appliance's scheduler puts them
+   local name = ("analytics_%s_%s"):format(o.analytics_log, os.date("%Y%m%d_%H%M"))
+   local fd = C.pc_open_append(paths.log .. "/" .. name)
+   if fd < 0 then die(("cannot open %s/%s: %s"):format(paths.log, name, proc.errstr(fd))) end
+   io.stdout:flush()
+   C.pc_dup2(fd, 1)
+   C.pc_dup2(fd, 2)
+   C.pc_close(fd)
+   C.pc_symlink(name, ("%s/analytics_%s.cur"):format(paths.log, o.analytics_log))
+end
 
 local self_path = arg[0]
 local host = (PUSHCAP_BINDIR or ".") .. "/fmadiolua"

@@ -118,6 +118,7 @@ int pc_open_read(const char *path)
 }
 
 int pc_close(int fd) { return close(fd) ? -errno : 0; }
+int pc_dup2(int oldfd, int newfd) { return dup2(oldfd, newfd) < 0 ? -errno : 0; }
 int pc_rename(const char *from, const char *to) { return rename(from, to) ? -errno : 0; }
 int pc_unlink(const char *path) { return unlink(path) ? -errno : 0; }
 int pc_chown(const char *path, int uid, int gid) { return chown(path, uid, gid) ? -errno : 0; }

@@ -312,6 +312,7 @@ int pc_open_write(const char *path);        /* create/truncate 0644, fd or -errn
 int pc_open_read(const char *path);         /* fd or -errno */
 int pc_open_append(const char *path);       /* create 0644, append; fd or -errno */
 int pc_close(int fd);
+int pc_dup2(int oldfd, int newfd);          /* 0 or -errno */
 int pc_rename(const char *from, const char *to);  /* 0 or -errno */
 int pc_unlink(const char *path);
 int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */

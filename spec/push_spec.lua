@@ -117,6 +117,23 @@ describe("push_pcap.lua", function()
       assert.is_true(records(d .. "/out/blocked") == H.slurp(d .. "/in.pcap"):sub(25), "packets lost")
    end)
 
+   it("the push_pcap and push_pcap_eod loaders log to analytics_<engine>.cur with the status lines", function()
+      local d, sh = setup_root({
+         { Desc = "all", Path = "ROOT/out/a/a-", Split = "--split-time 60e9", FileName = "--filename-tstr-HHMMSS" },
+      }, "-p isp -n 3000 -s 100 -S 8")
+      local out, rc = sh(H.root .. "/analytics/push_pcap --offline cap")
+      assert.are.equal(0, rc, out)
+      local log = H.slurp(d .. "/mnt/store0/log/analytics_push_pcap.cur")
+      assert.matches("push %[all                                      : stream_cat:true split:true%]", log)
+      assert.matches("push %[all +: finished%]", log)
+      -- a second schedule with its own config, as the FMADIO docs show
+      H.sh(("sed 's|out/a/a-|out/eod/e-|' %s/opt/fmadio/etc/push_pcap.lua > %s/opt/fmadio/etc/push_pcap_eod.lua"):format(d, d))
+      out, rc = sh(("PUSHCAP_ANALYTICS=%s/analytics %s/etc/analytics/push_pcap_eod --offline cap"):format(H.root, H.root))
+      assert.are.equal(0, rc, out)
+      assert.matches("finished", H.slurp(d .. "/mnt/store0/log/analytics_push_pcap_eod.cur"))
+      assert.are.equal(2, #H.ls(d .. "/out/eod"))
+   end)
+
    it("runs Post with the path of each finished file", function()
       local d, sh = setup_root({
          { Desc = "p", Path = "ROOT/out/p/p-", Split = "--split-time 60e9", FileName = "--filename-tstr-HHMMSS",

@@ -19,7 +19,11 @@ local BATCH = split.BATCH
 local SCRATCH = 8 * 1024 * 1024
 
 -- ---- saved position ----------------------------------------------------------
-function M.state_path(desc) return paths.store .. "/push/" .. desc .. ".pos" end
+-- One per config and target: two schedules may both have a target "all".
+function M.state_path(config_path, desc)
+   local cfg = (config_path or "push_pcap.lua"):match("([^/]*)$"):gsub("%.lua$", "")
+   return ("%s/push/%s/%s.pos"):format(paths.store, cfg, desc)
+end
 
 local function load_state(path)
    local f = io.open(path)
@@ -78,8 +82,8 @@ function M.run(cfg, t, opts)
       end
       if not m then return 0 end
    end
-   C.pc_mkdirs(paths.store .. "/push", 448)
-   local state_path = M.state_path(t.desc)
+   local state_path = M.state_path(cfg.path, t.desc)
+   C.pc_mkdirs(state_path:match("^(.*)/"), 448)
    local saved = load_state(state_path)
    local start
    if saved and saved.capture == m.id then
@@ -121,7 +125,7 @@ function M.run(cfg, t, opts)
    C.pc_mkdirs(spool, 448)
    local engine
    if t.mode == "lxc" then
-      engine = M.ring_output(t, log, function(chunk, rec) save_state(state_path, m.id, chunk, rec) end)
+      engine = M.ring_output(t, log, state_path, function(chunk, rec) save_state(state_path, m.id, chunk, rec) end)
       if not engine then return 1 end
    else engine = split.new(splitopts.engine_config(t.opts, t.res, {
       spool_dir = spool,
@@ -265,7 +269,7 @@ end
 -- ---- LXC: into an lxc_ring instead of split files ----------------------------------
 -- Offers the engine's feed/progress/finish; the position is saved once a
 -- second, after the packets before it are in the ring.
-function M.ring_output(t, log, save)
+function M.ring_output(t, log, state_path, save)
    local ebuf = ffi.new("char[512]")
    local ring = C.pc_ring_open_tx(t.path, 1, t.timeout_ring, 0, ebuf, 512)
    if ring == nil then
@@ -284,7 +288,7 @@ function M.ring_output(t, log, save)
             if C.pc_signal_pending() ~= 0 then return end
             if t.ring_timeout_exit then
                -- the appliance's consumer restart: start again from now
-               os.remove(M.state_path(t.desc))
+               os.remove(state_path)
                log("RING wait for drain timeout: the consumer stalled; exiting to restart from the current time")
                self.exit = 4
                return
