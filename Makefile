@@ -9,7 +9,7 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 LUAJIT_LIBS := $(shell pkg-config --libs $(PKGS))
 
 B := build
-CORE := pcap_read pcap_write split proc store bpf decap live ring
+CORE := pcap_read pcap_write split proc store bpf decap live ring compress
 OBJS := $(CORE:%=$(B)/%.o) $(B)/cdef.o $(B)/host.o
 HDR := runtime/pushcap.h
 
@@ -33,7 +33,7 @@ $(B)/cdef.o: $(B)/cdef.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/fmadiolua: $(OBJS)
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lm
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lz -llz4 -lzstd -lm
 
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm

@@ -3,13 +3,22 @@
  * The writer never drops what it has accepted: when a write fails (disk
  * full, dead pipe) the unwritten bytes stay buffered, put() stops taking
  * packets and reports how many it took, and the caller decides whether to
- * retry the flush later or give up and count the loss. */
+ * retry the flush later or give up and count the loss.
+ *
+ * With a compressor attached (pc_writer_set_comp) every byte goes through
+ * it: the buffer is compressed at flush time and the compressed bytes are
+ * written to fd; the tee still gets the plain pcap bytes. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pushcap.h"
+
+/* compress.c's side of the hook (kept out of pushcap.h: Lua has no use for it) */
+void pc_comp_begin(pc_comp *c);
+int pc_comp_step(pc_comp *c, const uint8_t *in, size_t len, int end, size_t *used,
+		 const uint8_t **out, size_t *outlen);
 
 #define REC_HDR 16
 #define DIRECT_MIN (64u << 10)  /* shorter runs are cheaper to copy than to write */
@@ -30,6 +39,13 @@ struct pc_writer {
 	size_t cap, len;
 	size_t done, tee_done;  /* bytes of buf already written to fd / tee */
 	uint64_t bytes;
+	/* in-process compression: buf[0..cdone) is taken by comp, and
+	 * zout[zdone..zlen) is compressed output fd has not taken yet */
+	pc_comp *comp;
+	size_t cdone;
+	const uint8_t *zout;
+	size_t zlen, zdone;
+	int ending;             /* pc_writer_finish: end the compressed stream */
 };
 
 static int write_all(int fd, const uint8_t *p, size_t len, size_t *done)
@@ -50,20 +66,66 @@ static int write_all(int fd, const uint8_t *p, size_t len, size_t *done)
 
 static void fmad_close_chunk(pc_writer *w);
 
+/* Compresses buf[cdone..len) (and ends the stream when ending) and writes
+ * the result to fd.  "Nothing taken is lost" holds as far as a compressed
+ * stream allows: the compressor's output is one stream, so bytes cannot be
+ * skipped or reordered.  When a write of compressed bytes fails partway,
+ * the unwritten rest stays in zout[zdone..zlen) and is written first on the
+ * next flush, before anything more is compressed; the input the compressor
+ * has not taken stays in buf (cdone marks where it is).  A compressor
+ * failure (not a write) is reported like a write error (-EIO, -ENOMEM). */
+static int comp_flush(pc_writer *w)
+{
+	int more = 1;
+	for (;;) {
+		if (w->zdone < w->zlen) {
+			int rc = write_all(w->fd, w->zout, w->zlen, &w->zdone);
+			if (rc)
+				return rc;
+		}
+		w->zlen = w->zdone = 0;
+		if (!more)
+			return 0;
+		size_t used = 0;
+		more = pc_comp_step(w->comp, w->buf + w->cdone, w->len - w->cdone, w->ending, &used,
+				    &w->zout, &w->zlen);
+		if (more < 0)
+			return more;
+		w->cdone += used;
+	}
+}
+
 int pc_writer_flush(pc_writer *w)
 {
 	if (w->chunk_open)
 		fmad_close_chunk(w);
-	int rc = write_all(w->fd, w->buf, w->len, &w->done);
+	int rc = w->comp ? comp_flush(w) : write_all(w->fd, w->buf, w->len, &w->done);
 	if (rc == 0 && w->tee_fd >= 0)
 		rc = write_all(w->tee_fd, w->buf, w->len, &w->tee_done);
 	if (rc) {
 		w->err = -rc;
 		return rc;
 	}
-	w->len = w->done = w->tee_done = 0;
+	w->len = w->done = w->tee_done = w->cdone = 0;
 	w->err = 0;
 	return 0;
+}
+
+void pc_writer_set_comp(pc_writer *w, pc_comp *c)
+{
+	w->comp = c;
+	w->cdone = w->zlen = w->zdone = 0;
+	w->zout = NULL;
+	w->ending = 0;
+	if (c)
+		pc_comp_begin(c); /* a new stream (the compressor may have served another split) */
+}
+
+int pc_writer_finish(pc_writer *w)
+{
+	if (w->comp)
+		w->ending = 1; /* stays set: a retried finish goes on ending the stream */
+	return pc_writer_flush(w);
 }
 
 static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -221,7 +283,7 @@ static int write_run(pc_writer *w, const uint8_t *p, size_t len)
  * into the buffer when short.  Returns 0 when taken, -1 when not. */
 static int emit(pc_writer *w, const uint8_t *run, size_t len)
 {
-	if (len >= DIRECT_MIN)
+	if (len >= DIRECT_MIN && !w->comp)
 		return write_run(w, run, len);
 	if (w->len + len > w->cap && pc_writer_flush(w))
 		return -1;
@@ -236,8 +298,11 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 	/* Runs of records that are already ns pcap (PC_PKT_RAW) and lie end to
 	 * end in the input go out in one piece from where they are: for a
 	 * mapped input file that write is the only copy made.  The tee (spool)
-	 * path keeps to the buffer so both outputs always get the same bytes. */
-	const int direct = chomp == 0 && w->tee_fd < 0 && w->fmt == OUT_PCAP;
+	 * path keeps to the buffer so both outputs always get the same bytes.
+	 * With a compressor there is no direct write (every byte must go
+	 * through it); runs are still copied into the buffer in one piece
+	 * (emit), which keeps both outputs identical, tee or not. */
+	const int direct = chomp == 0 && w->fmt == OUT_PCAP && (w->tee_fd < 0 || w->comp);
 	const uint8_t *run = NULL;
 	size_t run_len = 0;
 	int run_first = 0;
@@ -294,7 +359,14 @@ void pc_writer_retarget(pc_writer *w, int fd)
 
 int pc_writer_errno(const pc_writer *w) { return w->err; }
 uint64_t pc_writer_bytes(const pc_writer *w) { return w->bytes; }
-size_t pc_writer_buffered(const pc_writer *w) { return w->len - w->done; }
+/* With a compressor: the plain bytes not yet compressed plus the compressed
+ * bytes not yet written (what a loss at this point would cost, roughly). */
+size_t pc_writer_buffered(const pc_writer *w)
+{
+	if (w->comp)
+		return (w->len - w->cdone) + (w->zlen - w->zdone);
+	return w->len - w->done;
+}
 
 void pc_writer_free(pc_writer *w)
 {

@@ -6,14 +6,28 @@
 -- N.pending and renamed to N only when complete.  Children are started
 -- from argv; the user's own strings (pipe command, curl arguments, ssh
 -- options) run through sh -c with the file names passed as "$1"...
+--
+-- A pipe command that pushcap.compress recognises (gzip, pigz, lz4, zstd
+-- command lines) is not started as a process: the sink carries its spec in
+-- s.comp, the split engine compresses in-process (runtime/compress.c) and
+-- the file, or the uploader's stdin, gets the compressed bytes.  The
+-- pipe_external option (pcap_split --pipe-external, a push target's
+-- Compress = "external") or M.force_external() keeps the command a process.
 local C = require("pushcap.ffi")
 local ffi = require("ffi")
 local proc = require("pushcap.proc")
 local paths = require("pushcap.paths")
+local compress = require("pushcap.compress")
 
 local M = {}
 
 local function dirname(p) return p:match("^(.*)/[^/]*$") end
+
+-- The first stage as the [...] log line shows it.
+local function first(self)
+   if not self.pipe_cmd then return "cat" end
+   return self.comp and (self.pipe_cmd .. " (in-process)") or self.pipe_cmd
+end
 
 -- ---- transports: each returns argv (or nil for a local file) ------------
 local modes = {}
@@ -34,7 +48,7 @@ modes.file = {
       if rc < 0 then return nil, ("rename %s -> %s: %s"):format(from, to, proc.errstr(rc)) end
       return true
    end,
-   write_cmd = function(self, pending) return ("%s > '%s'"):format(self.pipe_cmd or "cat", pending) end,
+   write_cmd = function(self, pending) return ("%s > '%s'"):format(first(self), pending) end,
 }
 
 modes.null = {
@@ -42,7 +56,7 @@ modes.null = {
    upload = function() return nil end,
    prepare = function() return true end,
    rename = function() return true end,
-   write_cmd = function(self) return (self.pipe_cmd or "cat") .. " > /dev/null" end,
+   write_cmd = function(self) return first(self) .. " > /dev/null" end,
    null = true,
 }
 
@@ -59,7 +73,7 @@ modes.rclone = {
       return true, table.concat(argv, " ")
    end,
    write_cmd = function(self, pending)
-      return ("%s | rclone --config=%s --ignore-checksum rcat %s"):format(self.pipe_cmd or "cat", paths.rclone_conf, pending)
+      return ("%s | rclone --config=%s --ignore-checksum rcat %s"):format(first(self), paths.rclone_conf, pending)
    end,
 }
 
@@ -93,7 +107,7 @@ modes.curl = {
       return true, ("curl -s %s %s %s"):format(self.curl_args, self.url_dir, table.concat(quote, " "))
    end,
    write_cmd = function(self, pending)
-      return ("%s | curl -s -T - %s \"%s%s\""):format(self.pipe_cmd or "cat", self.curl_args, self.url_dir, pending)
+      return ("%s | curl -s -T - %s \"%s%s\""):format(first(self), self.curl_args, self.url_dir, pending)
    end,
 }
 
@@ -111,18 +125,23 @@ modes.ssh = {
       return true, "ssh " .. self.ssh_host .. " " .. remote
    end,
    write_cmd = function(self, pending)
-      return ("%s | ssh %s %s \"cat > %s%s\""):format(self.pipe_cmd or "cat", self.ssh_opts, self.ssh_host, self.ssh_dir, pending)
+      return ("%s | ssh %s %s \"cat > %s%s\""):format(first(self), self.ssh_opts, self.ssh_host, self.ssh_dir, pending)
    end,
 }
 
 -- ---- construction -------------------------------------------------------
 -- opts: mode ("file"|"null"|"rclone"|"curl"|"ssh"), pipe_cmd, curl_args,
--- curl_url, ssh_spec.  Returns the sink or nil and a reason.
+-- curl_url, ssh_spec, pipe_external (or compress = "external": run the pipe
+-- command as a process even when it is recognised).  Returns the sink or
+-- nil and a reason.
 function M.new(opts)
    local m = modes[opts.mode]
    if not m then return nil, "unknown output mode " .. tostring(opts.mode) end
    local s = setmetatable({ mode = opts.mode }, { __index = m })
    if opts.pipe_cmd and opts.pipe_cmd ~= "" and opts.pipe_cmd ~= "cat" then s.pipe_cmd = opts.pipe_cmd end
+   if s.pipe_cmd and not opts.pipe_external and opts.compress ~= "external" then
+      s.comp = compress.recognise(s.pipe_cmd)
+   end
    s.name_prefix = ""
    if opts.mode == "curl" then
       local url = opts.curl_url or ""
@@ -145,14 +164,22 @@ function M.new(opts)
    return s
 end
 
+-- The pipe command runs as a process from now on, recognised or not.
+function M.force_external(s)
+   s.comp = nil
+end
+
 -- True when a split passes through a process (pipe command or uploader),
--- whose failure only a raw spool copy can make good.
+-- whose failure only a raw spool copy can make good.  In-process
+-- compression into a file has no process to fail.
 function M.needs_spool(s)
-   return s.pipe_cmd ~= nil or s.mode == "rclone" or s.mode == "curl" or s.mode == "ssh"
+   return (s.pipe_cmd ~= nil and not s.comp) or s.mode == "rclone" or s.mode == "curl" or s.mode == "ssh"
 end
 
 -- Starts the chain for one split.  in_fd is the spool file when re-sending,
--- nil for a fresh split (then the returned write_fd takes the bytes).
+-- nil for a fresh split (then the returned write_fd takes the bytes).  With
+-- s.comp the pipe command is not part of the chain: the caller writes
+-- compressed bytes (and must not hand a raw spool file in as in_fd).
 -- Returns { pids = {...}, write_fd = fd|nil, out_fd = fd|nil } or nil, err.
 function M.start(s, pending, in_fd)
    local ok, err = s:prepare(pending)
@@ -166,7 +193,7 @@ function M.start(s, pending, in_fd)
       if out < 0 then return nil, ("cannot create %s: %s"):format(pending, proc.errstr(out)) end
    end
    local stages = {}
-   if s.pipe_cmd then stages[#stages + 1] = proc.sh_argv(s.pipe_cmd) end
+   if s.pipe_cmd and not s.comp then stages[#stages + 1] = proc.sh_argv(s.pipe_cmd) end
    if up then stages[#stages + 1] = up end
    if #stages == 0 then
       -- plain file: the writer writes straight into it, no process (and no

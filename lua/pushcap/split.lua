@@ -7,7 +7,9 @@
 -- open the next one.  A split whose pipeline fails is re-sent from a raw
 -- spool copy; when that keeps failing the copy is kept and the log says
 -- where.  Nothing accepted from the input is dropped without a log line
--- that counts it.
+-- that counts it.  A recognised pipe command (sink.comp) is compressed
+-- in-process by one pc_comp per engine, attached to each split's writer;
+-- a re-send from the spool compresses the raw copy again the same way.
 local ffi = require("ffi")
 local C = require("pushcap.ffi")
 local num = require("pushcap.num")
@@ -28,6 +30,8 @@ local i64 = num.i64
 --   prefix, suffix, timestring (function from pushcap.naming), startend (bool)
 --   sink (from pushcap.sink.new), script_new, script_close, owner {uid, gid}
 --   spool_dir (nil = no spool), retries, retry_delay_ns, out (log function)
+--   pipe_external (true: the pipe command runs as a process even when
+--   pushcap.compress recognises it; push's Compress = "external")
 function M.new(cfg)
    local e = setmetatable({ cfg = cfg }, Engine)
    local sp = ffi.new("pc_split")
@@ -45,6 +49,19 @@ function M.new(cfg)
    e.lost_pkts, e.lost_bytes, e.failed_splits = 0, 0, 0
    e.prev_start = i64(0)
    e.prev_boundary = i64(0)
+   if cfg.pipe_external then sinkmod.force_external(cfg.sink) end
+   local spec = cfg.sink.comp
+   if spec then
+      local ebuf = ffi.new("char[256]")
+      local comp = C.pc_comp_new(spec.kind, spec.level, spec.threads, ebuf, 256)
+      if comp == nil then
+         e.log:err(("in-process compression for '%s' unavailable (%s): running it as a command")
+            :format(cfg.sink.pipe_cmd, ffi.string(ebuf)))
+         sinkmod.force_external(cfg.sink)
+      else
+         e.comp = ffi.gc(comp, C.pc_comp_free)
+      end
+   end
    return e
 end
 
@@ -97,6 +114,8 @@ function Engine:start_output(cur, linktype)
    self.log:cmd(c.sink:write_cmd(cur.pending))
    cur.w = C.pc_writer_open(st.write_fd, cur.spool_fd, linktype, 4 * 1024 * 1024)
    if cur.w == nil then error("out of memory for the pcap writer") end
+   -- each split is a new compressed stream; the spool copy stays plain
+   if self.comp then C.pc_writer_set_comp(cur.w, self.comp) end
 end
 
 -- Writes n packets from p into the open split, riding out write failures.
@@ -159,8 +178,9 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    local cur, c = self.cur, self.cfg
    if not cur then return end
    self.cur = nil
-   -- flush what is buffered; a full disk is waited out like any write
-   while C.pc_writer_flush(cur.w) < 0 do
+   -- flush what is buffered and end the compressed stream (without a
+   -- compressor this is a flush); a full disk is waited out like any write
+   while C.pc_writer_finish(cur.w) < 0 do
       if not self:write_failed(cur) then
          self.lost_bytes = self.lost_bytes + tonumber(C.pc_writer_buffered(cur.w))
          cur.broken = cur.broken or "could not write the end of the split"
@@ -239,12 +259,17 @@ function Engine:resend(cur)
       self.log:err(("output for %s failed (%s); re-sending from %s, attempt %d of %d in %.1f s")
          :format(cur.pending, cur.broken, cur.spool, attempt, c.retries, delay / 1e9))
       if C.pc_sleep_ns(delay) < 0 then break end
-      local fd = C.pc_open_read(cur.spool)
-      if fd < 0 then break end
-      local st, err = sinkmod.start(c.sink, cur.pending, fd)
-      local ok
-      if st then ok, err = sinkmod.finish(st) end
-      C.pc_close(fd)
+      local ok, err
+      if self.comp then
+         ok, err = self:resend_compressed(cur)
+      else
+         local fd = C.pc_open_read(cur.spool)
+         if fd < 0 then break end
+         local st
+         st, err = sinkmod.start(c.sink, cur.pending, fd)
+         if st then ok, err = sinkmod.finish(st) end
+         C.pc_close(fd)
+      end
       if ok then
          C.pc_unlink(cur.spool)
          cur.broken = nil
@@ -260,6 +285,50 @@ function Engine:resend(cur)
    self.log:err(("giving up on %s after %d attempts (%s); its packets are kept uncompressed in %s")
       :format(cur.name, c.retries, cur.broken, kept))
    return false
+end
+
+-- One re-send with in-process compression: the spool holds the split's
+-- plain pcap, so it is read back and written through a compressing writer
+-- into a fresh chain.  Returns true or nil, err.
+function Engine:resend_compressed(cur)
+   local fd = C.pc_open_read(cur.spool)
+   if fd < 0 then return nil, ("cannot read %s: %s"):format(cur.spool, proc.errstr(fd)) end
+   local ebuf = ffi.new("char[512]")
+   local rd = C.pc_reader_open(fd, ebuf, 512)
+   if rd == nil then
+      C.pc_close(fd)
+      return nil, ("cannot read %s: %s"):format(cur.spool, ffi.string(ebuf))
+   end
+   local st, err = sinkmod.start(self.cfg.sink, cur.pending)
+   if not st then
+      C.pc_reader_close(rd)
+      C.pc_close(fd)
+      return nil, err
+   end
+   local w = C.pc_writer_open(st.write_fd, -1, C.pc_reader_linktype(rd), 4 * 1024 * 1024)
+   if w == nil then error("out of memory for the pcap writer") end
+   C.pc_writer_set_comp(w, self.comp)
+   -- not self.pkts: the batch being fed is still in use
+   self.resend_pkts = self.resend_pkts or ffi.new("pc_pkt[?]", BATCH)
+   local pkts = self.resend_pkts
+   while not err do
+      local n = C.pc_reader_next(rd, pkts, BATCH)
+      if n < 0 then err = "spool copy: " .. ffi.string(C.pc_reader_error(rd)) end
+      if n <= 0 then break end
+      if C.pc_writer_put(w, pkts, n, 0) < n then
+         err = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
+      end
+   end
+   if not err and C.pc_writer_finish(w) < 0 then
+      err = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
+   end
+   C.pc_writer_free(w)
+   C.pc_reader_close(rd)
+   C.pc_close(fd)
+   local ok, ferr = sinkmod.finish(st)
+   if err then return nil, err end
+   if not ok then return nil, ferr end
+   return true
 end
 
 function Engine:rename(cur)
@@ -291,10 +360,18 @@ function Engine:feed(pkts, n, linktype)
          local ts = pkts[j].ts
          local snap = self.cur and ffi.new("pc_split", sp)
          local boundary = C.pc_split_begin(sp, ts)
-         if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
-         self:open_split(boundary, ts, linktype)
-         -- pc_split_begin reset the counters; record j is scanned again
-         -- and can never start another split
+         if pkts[j].wirelen == 0 and self.cfg.ticks_close_only then
+            -- push: a time tick closes the split that is due, but only a
+            -- packet opens the next one (no empty files while idle)
+            if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
+            sp.open = 0
+            j = j + 1
+         else
+            if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
+            self:open_split(boundary, ts, linktype)
+            -- pc_split_begin reset the counters; record j is scanned again
+            -- and can never start another split
+         end
       end
       i = j
    end

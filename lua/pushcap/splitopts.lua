@@ -71,6 +71,7 @@ function M.parse(argv, o)
          elseif a == "--filename-strftime" then o.filename, o.strftime = "strftime", value(a); step = 2
          elseif a == "--filename-suffix" then o.suffix = value(a); step = 2
          elseif a == "--pipe-cmd" then o.pipe_cmd = value(a); step = 2
+         elseif a == "--pipe-external" then o.pipe_external = true
          elseif a == "--rclone" then o.mode = "rclone"
          elseif a == "--curl" then
             o.mode, o.curl_args, o.curl_url = "curl", value(a), value(a, 2)
@@ -115,7 +116,7 @@ function M.resolve(o)
    r.timestring, err = naming.timestring(o.filename, o.strftime)
    if not r.timestring then return nil, err end
    r.sink, err = sink.new({ mode = o.mode, pipe_cmd = o.pipe_cmd, curl_args = o.curl_args,
-                            curl_url = o.curl_url, ssh_spec = o.ssh_spec })
+                            curl_url = o.curl_url, ssh_spec = o.ssh_spec, pipe_external = o.pipe_external })
    if not r.sink then return nil, err end
    if o.owner_spec then
       local uid, gid, ebuf = ffi.new("int[1]"), ffi.new("int[1]"), ffi.new("char[256]")

@@ -130,6 +130,7 @@ function M.run(cfg, t, opts)
    else engine = split.new(splitopts.engine_config(t.opts, t.res, {
       spool_dir = spool,
       ticks_close_only = true,
+      pipe_external = t.compress == "external",
       out = out,
       on_split_done = function(cur, trig)
          if not cur.delivered then
