@@ -111,12 +111,11 @@ function M.run(cfg, t, opts)
    end
    local frame_ok = t.filter_frame and t.filter_frame.tbl
    local decap = t.decap and linktype == 1
-   local pkts = ffi.new("pc_pkt[?]", BATCH)
-   local inner = decap and ffi.new("pc_pkt[?]", BATCH)
+   local pkts = ffi.new("pc_pkt[?]", BATCH + 1)   -- + 1: room for a time tick
+   local inner = decap and ffi.new("pc_pkt[?]", BATCH + 1)
    local scratch = decap and ffi.new("uint8_t[?]", SCRATCH)
    local dstats = ffi.new("pc_decap_stats")
    keep = ffi.new("uint8_t[?]", BATCH + 1)
-   local outbuf = ffi.new("pc_pkt[?]", BATCH + 1)
 
    -- the engine, with our position saved after every split
    local cur_chunk = 0
@@ -153,17 +152,20 @@ function M.run(cfg, t, opts)
       end,
    })) end
 
-   -- One batch (one chunk's records) through decap and the filters into
-   -- outbuf; returns the count.
+   -- One batch (one chunk's records) through decap and the filters; returns
+   -- the array to split and its count.  Decap runs only when something
+   -- looks at the inner packet; selection is pc_pkt_select, in place.
+   local need_decap = decap and (bpf ~= nil or frame_ok ~= nil or t.output == "decap")
    local function select(n)
-      local src = pkts
-      if decap then
+      if need_decap then
          local done = 0
          while done < n do
             done = done + C.pc_decap(pkts + done, inner + done, n - done, scratch, SCRATCH, dstats)
          end
       end
-      local seen = decap and inner or pkts
+      local seen = need_decap and inner or pkts
+      local src = t.output == "decap" and seen or pkts
+      if not bpf and not frame_ok then return src, n end
       if bpf then
          C.pc_bpf_match(bpf, seen, n, keep)
       else
@@ -176,24 +178,18 @@ function M.run(cfg, t, opts)
             end
          end
       end
-      if t.output == "decap" then src = seen end
-      local cnt = 0
-      for k = 0, n - 1 do
-         if keep[k] ~= 0 then
-            outbuf[cnt] = src[k]
-            cnt = cnt + 1
-         end
-      end
+      local last_ts, last_rec = src[n - 1].ts, src[n - 1].rec
+      local cnt = C.pc_pkt_select(src, n, keep)
       -- packets the filter dropped still move time on, so a time split
       -- closes on time: a tick at the batch's last timestamp
-      if cnt < n and (cnt == 0 or outbuf[cnt - 1].ts < pkts[n - 1].ts) then
-         local tick = outbuf[cnt]
-         tick.ts = pkts[n - 1].ts
+      if cnt < n and (cnt == 0 or src[cnt - 1].ts < last_ts) then
+         local tick = src[cnt]
+         tick.ts = last_ts
          tick.caplen, tick.wirelen, tick.data = 0, 0, nil
-         tick.rec = pkts[n - 1].rec + 1
+         tick.rec = last_rec + 1
          cnt = cnt + 1
       end
-      return cnt
+      return src, cnt
    end
 
    local stats = ffi.new("pc_reader_stats")
@@ -205,10 +201,11 @@ function M.run(cfg, t, opts)
       local n = C.pc_store_next(r, pkts, BATCH)
       if n > 0 then
          cur_chunk = C.pc_store_reader_chunk(r)
-         local cnt = select(n)
-         engine:feed(outbuf, cnt, linktype, cur_chunk, pkts[n - 1].rec + 1)
-         if engine.exit then return engine.exit end
          last_ts = num.i64(pkts[n - 1].ts)
+         local next_rec = pkts[n - 1].rec + 1
+         local out, cnt = select(n)
+         engine:feed(out, cnt, linktype, cur_chunk, next_rec)
+         if engine.exit then return engine.exit end
       elseif n == 0 then
          if C.pc_store_reader_ended(r) ~= 0 then break end
          if opts.offline then break end
@@ -254,7 +251,7 @@ function M.run(cfg, t, opts)
             num.str(sst.corrupt_pkts)))
       status = 1
    end
-   if decap then
+   if need_decap then
       log(("Decap: %s packets, %s decapsulated (vlan %s qinq %s mpls %s gre %s erspan %s vxlan %s geneve %s)")
          :format(num.str(dstats.packets), num.str(dstats.decapped), num.str(dstats.vlan), num.str(dstats.qinq),
             num.str(dstats.mpls), num.str(dstats.gre),
