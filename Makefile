@@ -44,10 +44,15 @@ $(B)/pcapgen: runtime/pcapgen.c | $(B)
 DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
 	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev \
 	tcpdump tshark wireshark-common rclone curl ca-certificates \
-	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2
+	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2 \
+	nodejs
+# npm comes with nodesource's nodejs; Debian's nodejs needs the npm package.
+# spec/s3server holds s3rver, the S3-compatible server of spec/rclone_spec.lua.
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) > /dev/null
+	command -v npm > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm > /dev/null
+	cd spec/s3server && npm ci --no-audit --no-fund
 
 # ---- checks ----------------------------------------------------------------
 test: all

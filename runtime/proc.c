@@ -147,6 +147,7 @@ void pc_nap_ns(int64_t ns)
 int pc_kill(int pid, int sig) { return kill(pid, sig) ? -errno : 0; }
 
 int pc_getpid(void) { return (int)getpid(); }
+int pc_unsetenv(const char *name) { return unsetenv(name) ? -errno : 0; }
 const char *pc_strerror(int errnum) { return strerror(errnum < 0 ? -errnum : errnum); }
 
 int pc_mkdirs(const char *path, int mode)

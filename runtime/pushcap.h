@@ -334,6 +334,7 @@ int pc_sleep_ns(int64_t ns);                /* 0, or -EINTR when a signal came *
 void pc_nap_ns(int64_t ns);                 /* sleeps even after a signal */
 int pc_kill(int pid, int sig);              /* 0 or -errno */
 int pc_getpid(void);
+int pc_unsetenv(const char *name);          /* for this process and its children */
 
 /* SIGINT/SIGTERM set a flag (and interrupt blocking reads) instead of
  * killing the process; SIGPIPE is ignored so a dead pipe is an error code. */

@@ -143,6 +143,12 @@ function M.new(opts)
       s.comp = compress.recognise(s.pipe_cmd)
    end
    s.name_prefix = ""
+   if opts.mode == "rclone" then
+      -- rclone 1.60 refuses to start (LoadCustomCABundleError) when
+      -- AWS_CA_BUNDLE is set, and cannot use it anyway: its own --ca-cert
+      -- (in rclone.conf or RCLONE_CA_CERT) is the way to trust a private CA
+      C.pc_unsetenv("AWS_CA_BUNDLE")
+   end
    if opts.mode == "curl" then
       local url = opts.curl_url or ""
       local dir, prefix = url:match("^(.*/)([^/]*)$")
