@@ -165,6 +165,20 @@ void pc_comp_free(pc_comp *c);
 void pc_writer_set_comp(pc_writer *w, pc_comp *c);
 int pc_writer_finish(pc_writer *w);          /* 0 or -errno */
 
+/* ---- uploads through libcurl, in-process (CURL mode) -------------------- */
+typedef struct pc_upload pc_upload;
+/* Starts uploading to url whatever is written to *write_fd (a pipe whose
+ * other end a thread of this process feeds to libcurl).  options holds
+ * "name=value" lines mapped to libcurl options (see lua/pushcap/curlopts.lua
+ * and docs/targets.md).  NULL with a message on failure. */
+pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, char *err, size_t errlen);
+/* After the caller closed *write_fd: waits for the transfer; 0, or -1 with
+ * libcurl's message (and the server's last reply) in err. */
+int pc_upload_finish(pc_upload *u, char *err, size_t errlen);
+/* FTP/FTPS: RNFR from + RNTO to in dir_url; SFTP: rename.  0 or -1 + err. */
+int pc_curl_rename(const char *dir_url, const char *from, const char *to, const char *options,
+		   char *err, size_t errlen);
+
 /* ---- lxc_ring: FMADIO's shared-memory packet ring (fmadio-behaviour.md 4) */
 typedef struct pc_ring pc_ring;
 /* Producer: creates or resizes the ring file, resets it when its version
