@@ -9,7 +9,7 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 LUAJIT_LIBS := $(shell pkg-config --libs $(PKGS))
 
 B := build
-CORE := pcap_read pcap_write split proc store bpf decap live ring compress
+CORE := pcap_read pcap_write split proc store bpf decap live ring compress curl_put
 OBJS := $(CORE:%=$(B)/%.o) $(B)/cdef.o $(B)/host.o
 HDR := runtime/pushcap.h
 
@@ -33,7 +33,7 @@ $(B)/cdef.o: $(B)/cdef.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/fmadiolua: $(OBJS)
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lz -llz4 -lzstd -lm
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lz -llz4 -lzstd -lcurl -lpthread -lm
 
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm
@@ -44,7 +44,7 @@ $(B)/pcapgen: runtime/pcapgen.c | $(B)
 DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
 	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev \
 	tcpdump tshark wireshark-common rclone curl ca-certificates \
-	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2 \
+	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2 vsftpd \
 	nodejs
 # npm comes with nodesource's nodejs; Debian's nodejs needs the npm package.
 # spec/s3server holds s3rver, the S3-compatible server of spec/rclone_spec.lua.

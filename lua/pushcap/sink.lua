@@ -18,6 +18,7 @@ local ffi = require("ffi")
 local proc = require("pushcap.proc")
 local paths = require("pushcap.paths")
 local compress = require("pushcap.compress")
+local curlopts = require("pushcap.curlopts")
 
 local M = {}
 
@@ -80,23 +81,38 @@ modes.rclone = {
 -- curl: the URL is split at its last '/' into a directory and a name prefix.
 local function ftp_like(url) return url:match("^ftps?://") ~= nil end
 
+-- With arguments pushcap.curlopts can map, the upload runs in this process
+-- through libcurl (runtime/curl_put.c): s.curl_opts holds the option lines.
+-- Otherwise the curl command runs per split, as before.
+local function hide_url_user(url) return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1***@")) end
+
 modes.curl = {
-   describe = function(self, name) return "CURL:" .. self.url_dir .. name end,
+   describe = function(self, name) return "CURL:" .. hide_url_user(self.url_dir) .. name end,
+   -- without a rename (http PUT, file://) the upload goes to the final name
+   target = function(self, pending)
+      return self.can_rename and pending or (pending:gsub("%.pending$", ""))
+   end,
    upload = function(self, pending)
-      -- without a rename (http PUT, file://) the upload goes to the final name
-      local name = self.can_rename and pending or pending:gsub("%.pending$", "")
-      return proc.sh_argv("curl -s -S --fail -T - " .. self.curl_args, { self.url_dir .. name })
+      return proc.sh_argv("curl -s -S --fail -T - " .. self.curl_args, { self.url_dir .. self:target(pending) })
    end,
    prepare = function() return true end,
    rename = function(self, from, to)
+      if not self.can_rename then return true end -- http(s) PUT went straight to the final name
+      local sftp = self.url_dir:match("^sftp://") ~= nil
+      if self.curl_opts then
+         local ebuf = ffi.new("char[1024]")
+         if C.pc_curl_rename(self.url_dir, from, to, self.curl_opts, ebuf, 1024) < 0 then
+            return nil, ("curl rename %s -> %s: %s"):format(from, to, ffi.string(ebuf))
+         end
+         return true, ("libcurl %s %s %s"):format(curlopts.mask(self.curl_args), hide_url_user(self.url_dir),
+            sftp and ("rename " .. from .. " " .. to) or ("RNFR " .. from .. " RNTO " .. to))
+      end
       local quote
-      if ftp_like(self.url_dir) then
-         quote = { "-Q", "-RNFR " .. from, "-Q", "-RNTO " .. to }
-      elseif self.url_dir:match("^sftp://") then
+      if sftp then
          local dir = self.url_dir:match("^sftp://[^/]*(/.*)$") or "/"
          quote = { "-Q", "-rename " .. dir .. from .. " " .. dir .. to }
       else
-         return true -- http(s) PUT went straight to the final name
+         quote = { "-Q", "-RNFR " .. from, "-Q", "-RNTO " .. to }
       end
       local args = { self.url_dir }
       for _, q in ipairs(quote) do args[#args + 1] = q end
@@ -104,10 +120,21 @@ modes.curl = {
       local rc = proc.run(proc.sh_argv("curl -s -S --fail " .. self.curl_args, args), devnull)
       C.pc_close(devnull)
       if rc ~= 0 then return nil, ("curl rename %s -> %s exited %d"):format(from, to, rc) end
-      return true, ("curl -s %s %s %s"):format(self.curl_args, self.url_dir, table.concat(quote, " "))
+      return true, ("curl -s %s %s %s"):format(curlopts.mask(self.curl_args), hide_url_user(self.url_dir),
+         table.concat(quote, " "))
    end,
    write_cmd = function(self, pending)
-      return ("%s | curl -s -T - %s \"%s%s\""):format(first(self), self.curl_args, self.url_dir, pending)
+      local url = hide_url_user(self.url_dir) .. self:target(pending)
+      if self.curl_opts then
+         return ("%s | curl -T - %s \"%s\" (libcurl)"):format(first(self), curlopts.mask(self.curl_args), url)
+      end
+      local note = ""
+      if not self.fallback_noted then
+         -- said once: why this target runs the curl command
+         self.fallback_noted = true
+         note = " (external curl: " .. self.curl_fallback .. ")"
+      end
+      return ("%s | curl -s -T - %s \"%s\"%s"):format(first(self), curlopts.mask(self.curl_args), url, note)
    end,
 }
 
@@ -155,6 +182,7 @@ function M.new(opts)
       if not dir then return nil, "--curl needs a URL with a '/' (e.g. ftp://host/dir/prefix), got '" .. url .. "'" end
       s.url_dir, s.name_prefix, s.curl_args = dir, prefix, opts.curl_args or ""
       s.can_rename = ftp_like(dir) or dir:match("^sftp://") ~= nil
+      s.curl_opts, s.curl_fallback = curlopts.parse(s.curl_args)
    elseif opts.mode == "ssh" then
       -- "<ssh options> host:/remote/dir/prefix"
       local spec = opts.ssh_spec or ""
@@ -191,16 +219,26 @@ function M.start(s, pending, in_fd)
    local ok, err = s:prepare(pending)
    if not ok then return nil, err end
    local st = { pids = {} }
-   local up = s:upload(pending)
+   local up, out
+   if s.mode == "curl" and s.curl_opts then
+      -- in-process upload: its pipe is the chain's final stdout
+      local fdp, ebuf = ffi.new("int[1]"), ffi.new("char[1024]")
+      local h = C.pc_upload_start(s.url_dir .. s:target(pending), s.curl_opts, fdp, ebuf, 1024)
+      if h == nil then return nil, ffi.string(ebuf) end
+      st.upload, out = h, fdp[0]
+   else
+      up = s:upload(pending)
+   end
    -- the final stdout: the file itself, /dev/null, or inherited by the uploader
-   local out
-   if not up then
+   if not up and not out then
       out = s.null and C.pc_open_write("/dev/null") or C.pc_open_write(pending)
       if out < 0 then return nil, ("cannot create %s: %s"):format(pending, proc.errstr(out)) end
    end
    local stages = {}
    if s.pipe_cmd and not s.comp then stages[#stages + 1] = proc.sh_argv(s.pipe_cmd) end
    if up then stages[#stages + 1] = up end
+   -- a re-send into the in-process upload: cat feeds the spool file to its pipe
+   if st.upload and in_fd and #stages == 0 then stages[1] = { "cat" } end
    if #stages == 0 then
       -- plain file: the writer writes straight into it, no process (and no
       -- spool, so never a re-send: see needs_spool)
@@ -228,6 +266,7 @@ function M.start(s, pending, in_fd)
          if st.write_fd then C.pc_close(st.write_fd) end
          if out then C.pc_close(out) end
          for _, p in ipairs(st.pids) do proc.wait(p) end
+         if st.upload then C.pc_upload_finish(st.upload, ffi.new("char[8]"), 8) end
          return nil, perr
       end
       st.pids[#st.pids + 1] = pid
@@ -244,6 +283,13 @@ function M.finish(st)
    for i, pid in ipairs(st.pids) do
       local rc = proc.wait(pid)
       if rc ~= 0 and not bad then bad = ("stage %d of the output pipeline exited %d"):format(i, rc) end
+   end
+   if st.upload then
+      local ebuf = ffi.new("char[1024]")
+      local rc = C.pc_upload_finish(st.upload, ebuf, 1024)
+      st.upload = nil
+      -- the upload's own reason beats a pipe command's EPIPE
+      if rc < 0 then bad = "upload failed: " .. ffi.string(ebuf) end
    end
    if bad then return nil, bad end
    return true

@@ -148,7 +148,7 @@ end
 function Engine:write_failed(cur)
    local c = self.cfg
    local errno = C.pc_writer_errno(cur.w)
-   if errno == 32 and cur.st.pids[1] then -- EPIPE
+   if errno == 32 and (cur.st.pids[1] or cur.st.upload) then -- EPIPE: a process or upload died
       cur.broken = cur.broken or "output pipeline closed its input early"
       -- keep writing into nothing, so the spool copy still gets every byte
       local devnull = C.pc_open_write("/dev/null")

@@ -1,0 +1,302 @@
+/* CURL output mode: uploads through libcurl in this process.
+ *
+ * pc_upload_start makes a pipe and a thread; the thread runs one
+ * curl_easy_perform whose read callback reads the pipe, so the split engine
+ * writes a split into an fd exactly as it would into a curl process's stdin.
+ * When the transfer ends early (login refused, server gone, disk full) the
+ * thread closes the read end at once: the writer gets EPIPE (SIGPIPE is
+ * ignored by the host) and the engine re-sends from its spool.
+ *
+ * Options are "name=value" lines (lua/pushcap/curlopts.lua makes them from
+ * curl-style arguments; docs/targets.md lists them). */
+#include "pushcap.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pc_upload {
+	pthread_t th;
+	int rfd;
+	CURL *h;
+	CURLcode rc;
+	long resp;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int parse_long(const char *v, long *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (errno || end == v || *end || d < 0) return -1;
+	*out = (long)d;
+	return 0;
+}
+
+/* "100k", "2M", "1G" (curl's --limit-rate units) */
+static int parse_rate(const char *v, curl_off_t *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (errno || end == v || d < 0) return -1;
+	switch (*end) {
+	case 0: break;
+	case 'k': case 'K': d *= 1024; end++; break;
+	case 'm': case 'M': d *= 1024 * 1024; end++; break;
+	case 'g': case 'G': d *= 1024.0 * 1024 * 1024; end++; break;
+	default: return -1;
+	}
+	if (*end) return -1;
+	*out = (curl_off_t)d;
+	return 0;
+}
+
+/* Applies one option; 0, or -1 with a message. */
+static int apply_one(CURL *h, const char *name, const char *val, char *err, size_t errlen)
+{
+	long n;
+	curl_off_t off;
+	CURLcode rc = CURLE_OK;
+	if (!strcmp(name, "user")) {
+		rc = curl_easy_setopt(h, CURLOPT_USERPWD, val);
+	} else if (!strcmp(name, "ftp_create_dirs")) {
+		rc = curl_easy_setopt(h, CURLOPT_FTP_CREATE_MISSING_DIRS,
+				      (long)(strcmp(val, "0") ? CURLFTP_CREATE_DIR_RETRY : CURLFTP_CREATE_DIR_NONE));
+	} else if (!strcmp(name, "insecure")) {
+		long on = strcmp(val, "0") != 0;
+		rc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, on ? 0L : 1L);
+		if (!rc) rc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, on ? 0L : 2L);
+		/* sftp: do not insist on a known_hosts entry either */
+		if (!rc && on) curl_easy_setopt(h, CURLOPT_SSH_KNOWNHOSTS, NULL);
+	} else if (!strcmp(name, "connect_timeout")) {
+		if (parse_long(val, &n)) goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, n);
+	} else if (!strcmp(name, "max_time")) {
+		if (parse_long(val, &n)) goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_TIMEOUT, n);
+	} else if (!strcmp(name, "low_speed_limit")) {
+		if (parse_long(val, &n)) goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, n);
+	} else if (!strcmp(name, "low_speed_time")) {
+		if (parse_long(val, &n)) goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, n);
+	} else if (!strcmp(name, "use_ssl")) {
+		long lvl;
+		if (!strcmp(val, "all") || !strcmp(val, "1")) lvl = CURLUSESSL_ALL;
+		else if (!strcmp(val, "try")) lvl = CURLUSESSL_TRY;
+		else if (!strcmp(val, "none") || !strcmp(val, "0")) lvl = CURLUSESSL_NONE;
+		else goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_USE_SSL, lvl);
+	} else if (!strcmp(name, "ftp_pasv")) {
+		rc = curl_easy_setopt(h, CURLOPT_FTPPORT, NULL);
+	} else if (!strcmp(name, "ftp_port")) {
+		rc = curl_easy_setopt(h, CURLOPT_FTPPORT, val);
+	} else if (!strcmp(name, "limit_rate")) {
+		if (parse_rate(val, &off)) goto bad;
+		rc = curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, off);
+	} else if (!strcmp(name, "ipv4")) {
+		rc = curl_easy_setopt(h, CURLOPT_IPRESOLVE, (long)CURL_IPRESOLVE_V4);
+	} else if (!strcmp(name, "ipv6")) {
+		rc = curl_easy_setopt(h, CURLOPT_IPRESOLVE, (long)CURL_IPRESOLVE_V6);
+	} else {
+		snprintf(err, errlen, "unknown curl option '%s'", name);
+		return -1;
+	}
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "curl option %s: %s", name, curl_easy_strerror(rc));
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "curl option %s: bad value", name);
+	return -1;
+}
+
+/* A fresh handle with the common settings and the user's options. */
+static CURL *new_handle(const char *url, const char *options, char *errbuf, char *err, size_t errlen)
+{
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK) {
+		snprintf(err, errlen, "curl_global_init: %s", curl_easy_strerror(global_rc));
+		return NULL;
+	}
+	CURL *h = curl_easy_init();
+	if (!h) {
+		snprintf(err, errlen, "curl_easy_init failed");
+		return NULL;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	errbuf[0] = 0;
+	const char *p = options ? options : "";
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > 0) {
+			char line[4096];
+			if (len >= sizeof line) {
+				snprintf(err, errlen, "curl option line too long");
+				goto fail;
+			}
+			memcpy(line, p, len);
+			line[len] = 0;
+			char *eq = strchr(line, '=');
+			const char *val = "1";
+			if (eq) {
+				*eq = 0;
+				val = eq + 1;
+			}
+			if (apply_one(h, line, val, err, errlen) < 0) goto fail;
+		}
+		p += len;
+		if (*p == '\n') p++;
+	}
+	return h;
+fail:
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+static void report(char *err, size_t errlen, CURLcode rc, const char *errbuf, long resp)
+{
+	const char *msg = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	if (resp > 0)
+		snprintf(err, errlen, "curl (%d) %s; server reply %ld", (int)rc, msg, resp);
+	else
+		snprintf(err, errlen, "curl (%d) %s", (int)rc, msg);
+}
+
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	pc_upload *u = arg;
+	for (;;) {
+		ssize_t n = read(u->rfd, buf, size * nitems);
+		if (n >= 0) return (size_t)n;
+		if (errno == EINTR) continue;
+		return CURL_READFUNC_ABORT;
+	}
+}
+
+static void *upload_thread(void *arg)
+{
+	pc_upload *u = arg;
+	u->rc = curl_easy_perform(u->h);
+	curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &u->resp);
+	/* the writer sees EPIPE from now on instead of blocking forever */
+	close(u->rfd);
+	u->rfd = -1;
+	return NULL;
+}
+
+pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, char *err, size_t errlen)
+{
+	pc_upload *u = calloc(1, sizeof *u);
+	if (!u) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	u->h = new_handle(url, options, u->errbuf, err, errlen);
+	if (!u->h) {
+		free(u);
+		return NULL;
+	}
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		curl_easy_cleanup(u->h);
+		free(u);
+		return NULL;
+	}
+	u->rfd = fds[0];
+	curl_easy_setopt(u->h, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(u->h, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(u->h, CURLOPT_READDATA, u);
+	int rc = pthread_create(&u->th, NULL, upload_thread, u);
+	if (rc) {
+		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+		close(fds[0]);
+		close(fds[1]);
+		curl_easy_cleanup(u->h);
+		free(u);
+		return NULL;
+	}
+	*write_fd = fds[1];
+	return u;
+}
+
+int pc_upload_finish(pc_upload *u, char *err, size_t errlen)
+{
+	if (!u) return 0;
+	pthread_join(u->th, NULL);
+	int ret = 0;
+	if (u->rc != CURLE_OK) {
+		report(err, errlen, u->rc, u->errbuf, u->resp);
+		ret = -1;
+	}
+	curl_easy_cleanup(u->h);
+	free(u);
+	return ret;
+}
+
+/* The path part of a URL ("sftp://host:22/a/b/" -> "/a/b/"). */
+static const char *url_path(const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	p = strchr(p, '/');
+	return p ? p : "/";
+}
+
+int pc_curl_rename(const char *dir_url, const char *from, const char *to, const char *options,
+		   char *err, size_t errlen)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	CURL *h = new_handle(dir_url, options, errbuf, err, errlen);
+	if (!h) return -1;
+	struct curl_slist *cmds = NULL;
+	char a[8192], b[8192];
+	int sftp = !strncmp(dir_url, "sftp://", 7);
+	if (sftp) {
+		/* full paths; libcurl's sftp quote takes "..." around names */
+		const char *dir = url_path(dir_url);
+		snprintf(a, sizeof a, "rename \"%s%s\" \"%s%s\"", dir, from, dir, to);
+		cmds = curl_slist_append(cmds, a);
+		curl_easy_setopt(h, CURLOPT_QUOTE, cmds);
+	} else {
+		/* after the CWD into the URL's directory */
+		snprintf(a, sizeof a, "RNFR %s", from);
+		snprintf(b, sizeof b, "RNTO %s", to);
+		cmds = curl_slist_append(cmds, a);
+		cmds = curl_slist_append(cmds, b);
+		curl_easy_setopt(h, CURLOPT_POSTQUOTE, cmds);
+	}
+	curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	CURLcode rc = curl_easy_perform(h);
+	long resp = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp);
+	int ret = 0;
+	if (rc != CURLE_OK) {
+		report(err, errlen, rc, errbuf, resp);
+		ret = -1;
+	}
+	curl_easy_cleanup(h);
+	curl_slist_free_all(cmds);
+	return ret;
+}
