@@ -397,6 +397,8 @@ int pc_store_end_capture(pc_store *s)
 	int rc = commit(s);
 	if (rc)
 		return rc;
+	if (s->idx_fd >= 0)
+		fdatasync(s->idx_fd); /* a closed capture's index is complete on disk */
 	__atomic_store_n(&s->sb->active_capture, 0u, __ATOMIC_RELEASE);
 	s->idx_fd = -1;
 	return 0;
@@ -404,7 +406,8 @@ int pc_store_end_capture(pc_store *s)
 
 int pc_store_sync(pc_store *s)
 {
-	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->fd))
+	/* the index too: after a power cut it must still count what the ring holds */
+	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->fd) || (s->idx_fd >= 0 && fdatasync(s->idx_fd)))
 		return -errno;
 	return 0;
 }
