@@ -19,7 +19,10 @@ if ! grep -aq '^1\.\.' "$tap"; then
 fi
 
 if [ $# -eq 0 ]; then
-	gen=$(bash spec/pcapgen_test.sh build/pcapgen 2>&1 | tee /dev/stderr | tail -n 1)
+	# (not tee /dev/stderr: reopening a log file through it truncates the log)
+	gen_out=$(bash spec/pcapgen_test.sh build/pcapgen 2>&1)
+	echo "$gen_out"
+	gen=$(echo "$gen_out" | tail -n 1)
 	gp=$(echo "$gen" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1/p')
 	gf=$(echo "$gen" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\2/p')
 	if [ -z "$gp" ]; then gp=0; gf=1; fi
