@@ -38,7 +38,6 @@ struct pc_writer {
 	uint8_t *buf;
 	size_t cap, len;
 	size_t done, tee_done;  /* bytes of buf already written to fd / tee */
-	uint64_t bytes;
 	/* in-process compression: buf[0..cdone) is taken by comp, and
 	 * zout[zdone..zlen) is compressed output fd has not taken yet */
 	pc_comp *comp;
@@ -161,7 +160,6 @@ static int fmad_room(pc_writer *w, size_t rec)
 		w->chunk_pkts = w->chunk_len = 0;
 		w->chunk_wire = w->chunk_cap = 0;
 		w->len += 48;
-		w->bytes += 48;
 	} else if (w->len + rec > w->cap) {
 		if (pc_writer_flush(w))
 			return -1;
@@ -193,7 +191,6 @@ static int fmad_put(pc_writer *w, const pc_pkt *p)
 	w->chunk_wire += wire;
 	w->chunk_cap += caplen;
 	w->len += REC_HDR + caplen;
-	w->bytes += REC_HDR + caplen;
 	return 0;
 }
 
@@ -205,7 +202,6 @@ int pc_writer_keepalive(pc_writer *w)
 		return -1;
 	memset(w->buf + w->len, 0, 48);
 	w->len += 48;
-	w->bytes += 48;
 	return pc_writer_flush(w);
 }
 
@@ -243,7 +239,7 @@ pc_writer *pc_writer_open_fmad(int fd, size_t bufsize, uint32_t chunk_bytes, int
 	if (header) {
 		uint32_t hdr[6] = { 0x1337bab3u, 0x00040002u, 0, 0, 65535, 1 };
 		memcpy(w->buf, hdr, sizeof hdr);
-		w->len = w->bytes = sizeof hdr;
+		w->len = sizeof hdr;
 	}
 	return w;
 }
@@ -256,7 +252,6 @@ pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize)
 	uint32_t hdr[6] = { 0xa1b23c4du, 0x00040002u, 0, 0, 65535, linktype ? linktype : 1 };
 	memcpy(w->buf, hdr, sizeof hdr);
 	w->len = sizeof hdr;
-	w->bytes = sizeof hdr;
 	return w;
 }
 
@@ -269,7 +264,6 @@ static int write_run(pc_writer *w, const uint8_t *p, size_t len)
 		return -1;
 	size_t done = 0;
 	int rc = write_all(w->fd, p, len, &done);
-	w->bytes += len;
 	if (rc == 0)
 		return 0;
 	w->err = -rc;
@@ -289,7 +283,6 @@ static int emit(pc_writer *w, const uint8_t *run, size_t len)
 		return -1;
 	memcpy(w->buf + w->len, run, len);
 	w->len += len;
-	w->bytes += len;
 	return 0;
 }
 
@@ -344,7 +337,6 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 		memcpy(w->buf + w->len, h, REC_HDR);
 		memcpy(w->buf + w->len + REC_HDR, p->data, caplen);
 		w->len += need;
-		w->bytes += need;
 	}
 	if (run && emit(w, run, run_len))
 		return run_first;
@@ -358,7 +350,6 @@ void pc_writer_retarget(pc_writer *w, int fd)
 }
 
 int pc_writer_errno(const pc_writer *w) { return w->err; }
-uint64_t pc_writer_bytes(const pc_writer *w) { return w->bytes; }
 /* With a compressor: the plain bytes not yet compressed plus the compressed
  * bytes not yet written (what a loss at this point would cost, roughly). */
 size_t pc_writer_buffered(const pc_writer *w)

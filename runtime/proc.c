@@ -180,12 +180,6 @@ int pc_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-int64_t pc_file_size(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) ? -errno : (int64_t)st.st_size;
-}
-
 static int numeric(const char *s)
 {
 	if (!*s)

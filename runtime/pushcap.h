@@ -88,7 +88,6 @@ pc_writer *pc_writer_open_raw(int fd, size_t bufsize);
 int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp);
 int pc_writer_flush(pc_writer *w);          /* 0 or -errno */
 int pc_writer_errno(const pc_writer *w);
-uint64_t pc_writer_bytes(const pc_writer *w);   /* bytes accepted incl. header */
 size_t pc_writer_buffered(const pc_writer *w);  /* accepted but not yet written */
 /* Sends what follows (and what is still unwritten) to fd instead. */
 void pc_writer_retarget(pc_writer *w, int fd);
@@ -331,7 +330,6 @@ int pc_rename(const char *from, const char *to);  /* 0 or -errno */
 int pc_unlink(const char *path);
 int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */
 int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
-int64_t pc_file_size(const char *path);     /* bytes or -errno */
 int pc_chown(const char *path, int uid, int gid);
 /* Points linkpath at target, replacing an existing link atomically. */
 int pc_symlink(const char *target, const char *linkpath);
