@@ -45,7 +45,32 @@ void pc_signals_install(void)
 
 int pc_signal_pending(void) { return pending_signal; }
 
-int pc_spawn(const char *const *argv, int in, int out, int err)
+static volatile sig_atomic_t pending_hup;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	pending_hup = 1;
+}
+
+void pc_hup_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_hup;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+int pc_hup_take(void)
+{
+	if (!pending_hup)
+		return 0;
+	pending_hup = 0;
+	return 1;
+}
+
+static int spawn(const char *const *argv, int in, int out, int err, int group)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -57,8 +82,14 @@ int pc_spawn(const char *const *argv, int in, int out, int err)
 	sigaddset(&def, SIGPIPE);
 	sigaddset(&def, SIGINT);
 	sigaddset(&def, SIGTERM);
+	sigaddset(&def, SIGHUP);
 	posix_spawnattr_setsigdefault(&attr, &def);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+	short flags = POSIX_SPAWN_SETSIGDEF;
+	if (group) {
+		posix_spawnattr_setpgroup(&attr, 0);
+		flags |= POSIX_SPAWN_SETPGROUP;
+	}
+	posix_spawnattr_setflags(&attr, flags);
 	if (in >= 0)
 		posix_spawn_file_actions_adddup2(&fa, in, 0);
 	if (out >= 0)
@@ -70,6 +101,16 @@ int pc_spawn(const char *const *argv, int in, int out, int err)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	return rc ? -rc : (int)pid;
+}
+
+int pc_spawn(const char *const *argv, int in, int out, int err)
+{
+	return spawn(argv, in, out, err, 0);
+}
+
+int pc_spawn_group(const char *const *argv, int in, int out, int err)
+{
+	return spawn(argv, in, out, err, 1);
 }
 
 int pc_wait(int pid, int *status, int nohang)
@@ -148,6 +189,15 @@ int pc_kill(int pid, int sig) { return kill(pid, sig) ? -errno : 0; }
 
 int pc_getpid(void) { return (int)getpid(); }
 int pc_unsetenv(const char *name) { return unsetenv(name) ? -errno : 0; }
+int pc_setenv(const char *name, const char *value) { return setenv(name, value, 1) ? -errno : 0; }
+
+int64_t pc_mtime_ns(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st))
+		return -errno;
+	return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
 const char *pc_strerror(int errnum) { return strerror(errnum < 0 ? -errnum : errnum); }
 
 int pc_mkdirs(const char *path, int mode)

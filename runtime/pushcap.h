@@ -314,6 +314,10 @@ int pc_writer_keepalive(pc_writer *w);
 /* posix_spawn of argv (NULL-terminated) with fds 0/1/2 taken from in/out/
  * err (-1 = inherit).  Returns the pid or -errno. */
 int pc_spawn(const char *const *argv, int in, int out, int err);
+/* pc_spawn, with the child leading a new process group, so that a signal
+ * to -pid reaches everything it starts (a loader, its workers, their
+ * compressors). */
+int pc_spawn_group(const char *const *argv, int in, int out, int err);
 /* Waits for pid.  Returns 1 and stores the wait status when it exited,
  * 0 when nohang and still running, -errno on error. */
 int pc_wait(int pid, int *status, int nohang);
@@ -347,11 +351,17 @@ void pc_nap_ns(int64_t ns);                 /* sleeps even after a signal */
 int pc_kill(int pid, int sig);              /* 0 or -errno */
 int pc_getpid(void);
 int pc_unsetenv(const char *name);          /* for this process and its children */
+int pc_setenv(const char *name, const char *value);  /* 0 or -errno */
+/* Modification time of path in ns since the epoch, or -errno. */
+int64_t pc_mtime_ns(const char *path);
 
 /* SIGINT/SIGTERM set a flag (and interrupt blocking reads) instead of
  * killing the process; SIGPIPE is ignored so a dead pipe is an error code. */
 void pc_signals_install(void);
 int pc_signal_pending(void);                /* the signal number, or 0 */
+/* SIGHUP sets its own flag (a daemon's "reload"), never a stop. */
+void pc_hup_install(void);
+int pc_hup_take(void);                      /* 1 once per SIGHUP received, else 0 */
 
 /* The text of this header, for ffi.cdef. */
 const char *pc_cdef(void);
