@@ -87,7 +87,10 @@ end
 C.pc_signals_install()
 local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
-if o.analytics_log then
+-- Under analytics_scheduler the output already goes to that log (the
+-- scheduler sets PUSHCAP_ANALYTICS_LOG to it); run by hand, the loader's
+-- --analytics-log makes the same file here.
+if o.analytics_log and not os.getenv("PUSHCAP_ANALYTICS_LOG") then
    -- the status lines go where the appliance's scheduler puts them
    local name = ("analytics_%s_%s"):format(o.analytics_log, os.date("%Y%m%d_%H%M"))
    local fd = C.pc_open_append(paths.log .. "/" .. name)
