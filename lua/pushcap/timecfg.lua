@@ -1,0 +1,33 @@
+-- pushcap.timecfg: the appliance's clock settings in <root>/opt/fmadio/etc/time.lua.
+--
+-- Scheduler.TimeOffset (ns) shifts every local-time boundary the box keeps:
+-- the capture writer's daily roll and the analytics scheduler's windows.
+-- The file is Lua: `Scheduler = { TimeOffset = N }`,
+-- `Scheduler.TimeOffset = N` or `return { Scheduler = { TimeOffset = N } }`.
+local paths = require("pushcap.paths")
+
+local M = {}
+
+function M.path() return paths.etc .. "/time.lua" end
+
+-- Returns the offset in ns (0 when the file or field is absent), and a
+-- message when the file exists but cannot be used.
+function M.offset_ns()
+   local path = M.path()
+   local f = io.open(path)
+   if not f then return 0 end
+   local text = f:read("*a")
+   f:close()
+   local env = { Scheduler = {}, tonumber = tonumber, math = math }
+   local chunk, err = loadstring(text, "@" .. path)
+   if not chunk then return 0, ("ignoring %s: %s"):format(path, err) end
+   setfenv(chunk, env)
+   local ok, ret = pcall(chunk)
+   if not ok then return 0, ("ignoring %s: %s"):format(path, tostring(ret)) end
+   local sched = type(ret) == "table" and (ret.Scheduler or ret) or env.Scheduler
+   local v = type(sched) == "table" and tonumber(sched.TimeOffset) or 0
+   if not v then return 0, ("ignoring %s: Scheduler.TimeOffset is not a number"):format(path) end
+   return math.floor(v)
+end
+
+return M
