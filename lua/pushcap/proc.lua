@@ -7,13 +7,14 @@ local C = require("pushcap.ffi")
 
 local M = {}
 
--- Starts argv with the given stdin/stdout/stderr fds (nil = inherit).
+-- Starts argv with the given stdin/stdout/stderr fds (nil = inherit);
+-- group = true makes the child lead a new process group (signal -pid).
 -- Returns the pid, or nil and a message.
-function M.spawn(argv, fd_in, fd_out, fd_err)
+function M.spawn(argv, fd_in, fd_out, fd_err, group)
    local cargv = ffi.new("const char *[?]", #argv + 1)
    for i, a in ipairs(argv) do cargv[i - 1] = a end
    cargv[#argv] = nil
-   local pid = C.pc_spawn(cargv, fd_in or -1, fd_out or -1, fd_err or -1)
+   local pid = (group and C.pc_spawn_group or C.pc_spawn)(cargv, fd_in or -1, fd_out or -1, fd_err or -1)
    if pid < 0 then
       return nil, ("cannot start %s: %s"):format(argv[1], ffi.string(C.pc_strerror(pid)))
    end
