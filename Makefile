@@ -44,7 +44,7 @@ $(B)/pcapgen: runtime/pcapgen.c | $(B)
 DEB_PKGS := gcc make pkg-config luajit libluajit-5.1-dev lua-busted \
 	libpcap-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev \
 	tcpdump tshark wireshark-common rclone curl ca-certificates \
-	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2 vsftpd \
+	gzip pigz zstd lz4 hyperfine procps openssh-server openssh-client tcpreplay iproute2 vsftpd systemd \
 	nodejs
 # npm comes with nodesource's nodejs; Debian's nodejs needs the npm package.
 # spec/s3server holds s3rver, the S3-compatible server of spec/rclone_spec.lua.
@@ -97,6 +97,11 @@ install: all
 	for f in etc/*; do [ -f "$$f" ] || continue; install -m 644 "$$f" $(DESTDIR)$(PREFIX)/etc_ro/; done
 	install -d $(DESTDIR)$(PREFIX)/etc_ro/analytics
 	install -m 755 etc/analytics/* $(DESTDIR)$(PREFIX)/etc_ro/analytics/
+	install -d $(DESTDIR)$(PREFIX)/etc_ro/systemd $(DESTDIR)$(PREFIX)/doc
+	for f in etc/systemd/*.service; do \
+	  sed 's|/opt/fmadio|$(PREFIX)|g' "$$f" > $(DESTDIR)$(PREFIX)/etc_ro/systemd/$${f##*/}; \
+	  chmod 644 $(DESTDIR)$(PREFIX)/etc_ro/systemd/$${f##*/}; done
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/doc/
 
 clean:
 	rm -rf $(B)

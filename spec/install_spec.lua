@@ -23,6 +23,31 @@ describe("make install", function()
       assert.are.same({ "o_20231114_221300.pcap" }, made)
    end)
 
+   it("installs systemd units that point at the installed tools, and the installed scheduler finds its engines", function()
+      local d = H.tmpdir()
+      local out, rc = H.sh(("make -s -C %s install PREFIX=%s/inst"):format(H.root, d))
+      assert.are.equal(0, rc, out)
+      for _, unit in ipairs({ "pushcap-scheduler.service", "pushcap-capture@.service" }) do
+         local text = H.slurp(("%s/inst/etc_ro/systemd/%s"):format(d, unit))
+         assert.matches("ExecStart=" .. (d .. "/inst/bin/"):gsub("%p", "%%%0"), text)
+         assert.is_nil(text:match("/opt/fmadio"), unit .. " still names /opt/fmadio")
+      end
+      -- systemd's own check: the units parse and their commands are executable
+      H.sh(("cp %s/inst/etc_ro/systemd/pushcap-capture@.service %s/pushcap-capture@lo.service"):format(d, d))
+      out, rc = H.sh(("systemd-analyze verify %s/inst/etc_ro/systemd/pushcap-scheduler.service %s/pushcap-capture@lo.service")
+         :format(d, d))
+      assert.are.equal(0, rc, out)
+      assert.is_nil(out:match("not executable"), out)
+      -- the installed scheduler runs engines from the installed analytics/
+      H.sh(("mkdir -p %s/root/opt/fmadio/etc"):format(d))
+      local f = assert(io.open(d .. "/root/opt/fmadio/etc/analytics_schedule.lua", "w"))
+      f:write('return { Schedule = { { Engine = "push_pcap", Always = true } } }\n')
+      f:close()
+      out, rc = H.sh(("PATH=/usr/bin:/bin %s/inst/bin/analytics_scheduler --root %s/root --check"):format(d, d))
+      assert.are.equal(0, rc, out)
+      assert.matches("row 1: push_pcap 24/7 %(" .. (d .. "/inst/analytics/push_pcap"):gsub("%p", "%%%0") .. "%)", out)
+   end)
+
    it("honours DESTDIR", function()
       local d = H.tmpdir()
       local out, rc = H.sh(("make -s -C %s install DESTDIR=%s/stage PREFIX=/opt/fmadio"):format(H.root, d))

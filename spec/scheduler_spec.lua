@@ -255,3 +255,76 @@ describe("analytics_scheduler", function()
       assert.matches("TimeOffset 3000000000 ns", log)
    end)
 end)
+
+describe("analytics_scheduler with push", function()
+   it("runs push_pcap 24/7 and push_pcap_eod in a window while the active capture grows", function()
+      local d, sh = new_root()
+      -- ten seconds of traffic stamped from now on, written into the store at
+      -- the pace of its timestamps
+      local t_first = (os.time() + 1) * 1e9
+      local out, rc = H.sh(("%s/pcapgen -p isp -n 2000 -s 10 -t %.0f -S 4 -o %s/in.pcap"):format(H.build, t_first, d))
+      assert.are.equal(0, rc, out)
+      for _, c in ipairs({ { "push_pcap.lua", "rt" }, { "push_pcap_eod.lua", "eod" } }) do
+         write(("%s/opt/fmadio/etc/%s"):format(d, c[1]), ([[return { FollowStart = true, Target = {
+            { Desc = "%s", Path = "%s/out/%s/%s-", Split = "--split-time 2e9", FileName = "--filename-epoch-sec" },
+         } }]]):format(c[2], d, c[2], c[2]))
+      end
+      H.sh(("cp %s/etc/analytics/push_pcap_eod %s/opt/fmadio/etc/analytics/"):format(H.root, d))
+      write_schedule(d, {
+         '{ Engine = "push_pcap", Always = true }',
+         ('{ Engine = "push_pcap_eod", Start = "%s", Stop = "%s" }'):format(at(3), at(7)),
+      })
+      sh(("( timeout 60 %s/fmadiolua %s/spec/pace_pcap.lua in.pcap | timeout 60 stream_capture --store-size 32M "
+         .. "--chunk-size 4K --import - --name live > cap.log 2>&1 & echo $! > cap.pid ) >/dev/null 2>&1"):format(H.build, H.root))
+      C.pc_nap_ns(300e6)
+      start_scheduler(d, sh, 60, "--grace 10")
+      -- each realtime split appears, complete, soon after its 2 s ends
+      local seen = {}
+      local deadline = C.pc_mono_ns() + 20e9
+      while C.pc_mono_ns() < deadline do
+         for _, f in ipairs(H.ls(d .. "/out/rt")) do
+            if not f:match("pending$") and not seen[f] then seen[f] = C.pc_now_ns() end
+         end
+         if H.sh("kill -0 $(cat " .. d .. "/cap.pid) 2>/dev/null && echo run"):match("run") == nil then break end
+         C.pc_nap_ns(100e6)
+      end
+      C.pc_nap_ns(1e9)
+      local log = stop_scheduler(d, sh)
+      if os.getenv("SPEC_VERBOSE") then io.stderr:write(log, H.slurp(d .. "/mnt/store0/log/analytics_push_pcap_eod.cur"), "\n") end
+      local names = {}
+      for f in pairs(seen) do names[#names + 1] = f end
+      table.sort(names)
+      assert.is_true(#names >= 4, "only " .. #names .. " realtime splits closed while traffic flowed\n" .. log)
+      for _, f in ipairs(names) do
+         local start = tonumber(f:match("rt%-(%d+)%.pcap$"))
+         local late = tonumber(seen[f] - (start + 2) * 1e9) / 1e9
+         assert.is_true(late < 2.5, ("%s appeared %.2f s after its split ended"):format(f, late))
+      end
+      -- SIGTERM finished the last split: every packet exactly once, nothing pending
+      local got = {}
+      for _, f in ipairs(H.ls(d .. "/out/rt")) do
+         assert.is_nil(f:match("pending$"), "left pending: " .. f)
+         for _, p in ipairs(H.read(d .. "/out/rt/" .. f)) do got[#got + 1] = p end
+      end
+      local want = H.read(d .. "/in.pcap")
+      assert.are.equal(#want, #got, log)
+      for k = 1, #want, 97 do assert.are.equal(want[k].data, got[k].data, "packet " .. k) end
+      -- the end-of-day push ran only in its window and stopped cleanly: a
+      -- prefix of the traffic, in complete files
+      local eod = {}
+      for _, f in ipairs(H.ls(d .. "/out/eod")) do
+         assert.is_nil(f:match("pending$"), "left pending: " .. f)
+         for _, p in ipairs(H.read(d .. "/out/eod/" .. f)) do eod[#eod + 1] = p end
+      end
+      assert.is_true(#eod > 0 and #eod < #want, ("eod pushed %d of %d packets"):format(#eod, #want))
+      for k = 1, #eod, 97 do assert.are.equal(want[k].data, eod[k].data, "eod packet " .. k) end
+      assert.matches("started push_pcap pid", log)
+      assert.matches("started push_pcap_eod pid %d+ for row 2", log)
+      assert.matches("window closed: SIGTERM to push_pcap_eod", log)
+      assert.matches("push_pcap_eod stopped %(window closed%), exit 0", log)
+      -- each engine logged on its own, with push's status lines
+      local lg = d .. "/mnt/store0/log/"
+      assert.matches("push %[rt +: stream_cat:true split:true%]", H.slurp(lg .. "analytics_push_pcap.cur"))
+      assert.matches("push %[eod +: stream_cat:true split:true%]", H.slurp(lg .. "analytics_push_pcap_eod.cur"))
+   end)
+end)
