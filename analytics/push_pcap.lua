@@ -137,6 +137,7 @@ for idx, t in ipairs(cfg.targets) do
    start(w)
 end
 
+local redeliver = require("pushcap.redeliver")
 local status = ffi.new("int[1]")
 local next_status = C.pc_mono_ns()
 local exit_code = 0
@@ -176,8 +177,13 @@ while true do
    if now >= next_status then
       for _, w in ipairs(workers) do
          local alive = w.pid ~= nil
-         print(("[%s] push [%-40s : stream_cat:%s split:%s]"):format(os.date("%a %b %d %H:%M:%S %Y"), w.target.desc,
+         local date = os.date("%a %b %d %H:%M:%S %Y")
+         print(("[%s] push [%-40s : stream_cat:%s split:%s]"):format(date, w.target.desc,
             tostring(alive), tostring(alive)))
+         -- splits waiting in the target's delivery queue: a second line,
+         -- only then, so the appliance's line stays as parsers expect it
+         local pending = redeliver.status_line(require("pushcap.worker").status_path(o.config, w.target.desc))
+         if pending then print(("[%s] push [%-40s : %s]"):format(date, w.target.desc, pending)) end
       end
       io.stdout:flush()
       next_status = now + 15e9

@@ -88,12 +88,15 @@ struct pc_store_reader {
 	uint64_t next_id;
 	int idx_fd;
 	int ended;
-	uint8_t *buf;
+	uint8_t *buf;             /* pc_store_next's chunk, read with pread */
 	struct chunk_hdr hdr;
 	uint32_t pos, left;       /* walk of the loaded chunk's records */
 	uint32_t rec;             /* index of the next record in the chunk */
 	uint32_t skip;            /* records to pass over in the first chunk */
 	uint64_t cur_id;          /* the loaded chunk's id */
+	const uint8_t *map;       /* pc_store_cat: the ring, read-only; NULL: pread */
+	size_t map_len;
+	uint8_t *out;             /* pc_store_cat: output of up to CAT_CHUNKS chunks */
 	pc_store_stats st;
 	char err[256];
 };
@@ -109,22 +112,21 @@ static off_t slot_offset(const pc_store *s, uint64_t id)
 	return (off_t)SB_SIZE + (off_t)(id % s->nslots) * (off_t)s->chunk_size;
 }
 
-static uint64_t chunk_hash(const uint8_t *chunk, uint32_t length)
+static uint64_t chunk_hash(const struct chunk_hdr *hdr, const uint8_t *records)
 {
-	struct chunk_hdr h;
-	memcpy(&h, chunk, CHUNK_HDR);
+	struct chunk_hdr h = *hdr;
 	h.hash = 0;
 	/* the header's hash seeds the records' hash: one value covers both */
-	return XXH3_64bits_withSeed(chunk + CHUNK_HDR, length, XXH3_64bits(&h, CHUNK_HDR));
+	return XXH3_64bits_withSeed(records, h.length, XXH3_64bits(&h, CHUNK_HDR));
 }
 
-/* 1 when the chunk in buf is whole and is chunk `id`. */
-static int chunk_valid(const pc_store *s, const uint8_t *buf, uint64_t id)
+/* 1 when chunk is whole and is chunk `id`.  h is the caller's copy of its
+ * header, the one it goes on to use: a reader of the mapped ring must not
+ * read the header twice, as the writer may be changing it. */
+static int chunk_valid(const pc_store *s, const struct chunk_hdr *h, const uint8_t *chunk, uint64_t id)
 {
-	struct chunk_hdr h;
-	memcpy(&h, buf, CHUNK_HDR);
-	return h.magic == CHUNK_MAGIC && h.chunk_id == id && h.length <= s->chunk_size - CHUNK_HDR &&
-	       h.hash == chunk_hash(buf, h.length);
+	return h->magic == CHUNK_MAGIC && h->chunk_id == id && h->length <= s->chunk_size - CHUNK_HDR &&
+	       h->hash == chunk_hash(h, chunk + CHUNK_HDR);
 }
 
 static int read_chunk(const pc_store *s, uint64_t id, uint8_t *buf)
@@ -135,6 +137,15 @@ static int read_chunk(const pc_store *s, uint64_t id, uint8_t *buf)
 	if ((size_t)n < CHUNK_HDR)
 		return -EIO;
 	return 0;
+}
+
+/* Reads chunk id into buf and checks it; 1 valid (header in *h), 0 not. */
+static int read_valid_chunk(const pc_store *s, uint64_t id, uint8_t *buf, struct chunk_hdr *h)
+{
+	if (read_chunk(s, id, buf))
+		return 0;
+	memcpy(h, buf, CHUNK_HDR);
+	return chunk_valid(s, h, buf, id);
 }
 
 int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char *err, size_t errlen)
@@ -186,9 +197,9 @@ int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char 
  * over every valid chunk with the expected id. */
 static void recover_head(pc_store *s)
 {
-	uint8_t *buf = s->chunk;
+	struct chunk_hdr h;
 	uint64_t head = s->sb->head;
-	while (read_chunk(s, head, buf) == 0 && chunk_valid(s, buf, head))
+	while (read_valid_chunk(s, head, s->chunk, &h))
 		head++;
 	__atomic_store_n(&s->sb->head, head, __ATOMIC_RELEASE);
 }
@@ -309,10 +320,13 @@ static int commit(pc_store *s)
 	struct chunk_hdr *h = &s->cur;
 	h->magic = CHUNK_MAGIC;
 	h->chunk_id = s->sb->head;
-	h->hash = 0;
+	h->hash = chunk_hash(h, s->chunk + CHUNK_HDR);
 	memcpy(s->chunk, h, CHUNK_HDR);
-	h->hash = chunk_hash(s->chunk, h->length);
-	memcpy(s->chunk, h, CHUNK_HDR);
+	/* head = this id (the last commit's store) is visible before any byte
+	 * of the slot changes, so a reader of the mapped ring that still sees
+	 * head <= id - nslots after copying a chunk out of this slot knows its
+	 * copy holds none of these bytes (pc_store_cat) */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 	size_t len = CHUNK_HDR + h->length;
 	size_t done = 0;
 	while (done < len) {
@@ -420,10 +434,9 @@ int pc_store_reindex(pc_store *s, uint32_t capture_id, uint64_t from_id, int idx
 	uint64_t oldest = head > s->nslots ? head - s->nslots : 0;
 	int added = 0;
 	for (uint64_t id = from_id > oldest ? from_id : oldest; id < head; id++) {
-		if (read_chunk(s, id, s->chunk) || !chunk_valid(s, s->chunk, id))
-			continue;
 		struct chunk_hdr h;
-		memcpy(&h, s->chunk, CHUNK_HDR);
+		if (!read_valid_chunk(s, id, s->chunk, &h))
+			continue;
 		if (h.capture_id != capture_id)
 			break;
 		int rc = write_idx(idx_fd, &h);
@@ -502,9 +515,23 @@ static void count_from_idx(pc_store_reader *r, uint64_t from, uint64_t to, uint6
 	}
 }
 
-/* Loads chunk next_id.  1 loaded, 0 nothing committed yet (or the capture
- * ended: see r->ended), negative on an I/O error. */
-static int load_chunk(pc_store_reader *r)
+/* 1 when the writer may have begun overwriting chunk id's slot.  It
+ * stores head = id + nslots before it writes a byte of that slot's next
+ * lap (see commit), so a reader that copied a chunk out of the mapped ring
+ * and then still sees a lower head copied only that chunk's bytes. */
+static int overwritten(const pc_store *s, uint64_t id)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy's loads before head's */
+	return load_acq(&s->sb->head) - id >= s->nslots;
+}
+
+/* Finds chunk next_id and checks it: 1 with its header in r->hdr and the
+ * chunk in *chunk, 0 when nothing is committed yet (or the capture ended:
+ * see r->ended), negative on an I/O error.  With mapped the chunk is where
+ * it lies in the ring: the caller copies out what it needs, then asks
+ * overwritten(r->cur_id) before it uses the copy.  Otherwise the chunk is
+ * read with pread into r->buf, where it stays whole. */
+static int load_chunk(pc_store_reader *r, int mapped, const uint8_t **chunk)
 {
 	pc_store *s = r->s;
 	for (;;) {
@@ -525,13 +552,20 @@ static int load_chunk(pc_store_reader *r)
 			r->next_id = resume;
 			continue;
 		}
-		int rc = read_chunk(s, r->next_id, r->buf);
-		if (rc) {
-			snprintf(r->err, sizeof r->err, "reading chunk %llu: %s",
-				 (unsigned long long)r->next_id, strerror(-rc));
-			return rc;
+		const uint8_t *c = r->buf;
+		if (mapped) {
+			c = r->map + slot_offset(s, r->next_id);
+		} else {
+			int rc = read_chunk(s, r->next_id, r->buf);
+			if (rc) {
+				snprintf(r->err, sizeof r->err, "reading chunk %llu: %s",
+					 (unsigned long long)r->next_id, strerror(-rc));
+				return rc;
+			}
 		}
-		if (!chunk_valid(s, r->buf, r->next_id)) {
+		struct chunk_hdr h;
+		memcpy(&h, c, CHUNK_HDR);
+		if (!chunk_valid(s, &h, c, r->next_id)) {
 			if (load_acq(&s->sb->head) - r->next_id >= s->nslots)
 				continue; /* overwritten while we read it: count it as lapped */
 			count_from_idx(r, r->next_id, r->next_id + 1, &r->st.corrupt_chunks, &r->st.corrupt_pkts, NULL);
@@ -540,19 +574,41 @@ static int load_chunk(pc_store_reader *r)
 			r->next_id++;
 			continue;
 		}
-		memcpy(&r->hdr, r->buf, CHUNK_HDR);
-		if (r->hdr.capture_id != r->capture_id) {
+		if (h.capture_id != r->capture_id) {
 			r->ended = 1; /* the next capture starts here */
 			return 0;
 		}
-		r->pos = CHUNK_HDR;
-		r->left = r->hdr.pkt_cnt;
-		r->rec = 0;
+		r->hdr = h;
 		r->cur_id = r->next_id;
 		r->next_id++;
-		r->st.chunks++;
+		*chunk = c;
 		return 1;
 	}
+}
+
+/* A record's header (docs/store-format.md, Chunks).  Both ways out of the
+ * store, pc_store_next and pc_store_cat, walk a chunk with rec_next. */
+struct rec {
+	uint64_t ts;
+	uint32_t caplen, wire;
+};
+
+/* Decodes the record at p into *rec and returns the next record, or NULL
+ * when this one runs past end (never in a chunk that passed its checksum,
+ * but a chunk in the mapped ring may change under the walk). */
+static inline const uint8_t *rec_next(const uint8_t *p, const uint8_t *end, struct rec *rec)
+{
+	uint16_t c16, w16;
+	if (end - p < REC_HDR)
+		return NULL;
+	memcpy(&rec->ts, p, 8);
+	memcpy(&c16, p + 8, 2);
+	memcpy(&w16, p + 10, 2);
+	rec->caplen = c16 | (uint32_t)p[14] << 16;
+	rec->wire = w16 | (uint32_t)p[15] << 16;
+	if ((size_t)(end - p - REC_HDR) < rec->caplen)
+		return NULL;
+	return p + REC_HDR + rec->caplen;
 }
 
 int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
@@ -562,45 +618,44 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 		if (r->left == 0) {
 			if (n)
 				break; /* loading reuses the buffer the packets point into */
-			int rc = r->ended ? 0 : load_chunk(r);
+			const uint8_t *c;
+			int rc = r->ended ? 0 : load_chunk(r, 0, &c);
 			if (rc <= 0)
 				return rc;
+			r->pos = CHUNK_HDR;
+			r->left = r->hdr.pkt_cnt;
+			r->rec = 0;
+			r->st.chunks++;
 		}
 		const uint8_t *h = r->buf + r->pos;
-		uint16_t c16, w16;
-		memcpy(&c16, h + 8, 2);
-		memcpy(&w16, h + 10, 2);
-		uint32_t caplen = c16 | (uint32_t)h[14] << 16;
-		uint32_t wire = w16 | (uint32_t)h[15] << 16;
-		if (r->pos + REC_HDR + caplen > CHUNK_HDR + r->hdr.length) {
-			/* cannot happen in a chunk that passed its checksum */
+		struct rec rec;
+		const uint8_t *next = rec_next(h, r->buf + CHUNK_HDR + r->hdr.length, &rec);
+		if (!next) {
 			snprintf(r->err, sizeof r->err, "chunk %llu: record overruns the chunk",
-				 (unsigned long long)r->next_id - 1);
+				 (unsigned long long)r->cur_id);
 			r->left = 0;
 			break;
 		}
+		r->pos = (uint32_t)(next - r->buf);
+		r->left--;
 		if (r->skip) {
 			/* resuming: these records were delivered before */
 			r->skip--;
-			r->pos += REC_HDR + caplen;
-			r->left--;
 			r->rec++;
 			continue;
 		}
 		pc_pkt *p = &out[n++];
-		memcpy(&p->ts, h, 8);
+		p->ts = rec.ts;
 		p->data = h + REC_HDR;
-		p->caplen = caplen;
-		p->wirelen = wire;
+		p->caplen = rec.caplen;
+		p->wirelen = rec.wire;
 		p->port = h[12];
 		p->flags = h[13];
 		p->rec = r->rec++;
-		r->pos += REC_HDR + caplen;
-		r->left--;
-		if (wire) {
+		if (rec.wire) {
 			r->st.packets++;
-			r->st.bytes_wire += wire;
-			r->st.bytes_cap += caplen;
+			r->st.bytes_wire += rec.wire;
+			r->st.bytes_cap += rec.caplen;
 		}
 	}
 	return n;
@@ -617,143 +672,180 @@ void pc_store_reader_close(pc_store_reader *r)
 {
 	if (!r)
 		return;
+	if (r->map)
+		munmap((void *)r->map, r->map_len);
+	free(r->out);
 	free(r->buf);
 	free(r);
 }
 
 /* ---- stream_cat's fast path -------------------------------------------------- */
-#define CAT_IOV 1024
+/* pc_store_cat reads chunks where they lie in the ring, mapped read-only,
+ * instead of copying each out with pread: the checksum pass then pulls the
+ * chunk into cache and the pass that writes the output reads it from
+ * there, and no copy is made that only the kernel needed (that copy is the
+ * whole of `cat`'s work, so it cannot be afforded on top of ours).  The
+ * output of up to CAT_CHUNKS chunks is made in r->out and written at once;
+ * a chunk's output joins it only when overwritten() says the writer did
+ * not touch the chunk while it was read.  Where the ring cannot be mapped
+ * the same code reads from r->buf, filled by pread. */
+#define CAT_CHUNKS 4
+#define CAT_SLACK 64              /* copy_frame may write this far past the output */
 
-/* writev until every byte of iov[0..n) is written. */
-static int writev_all(int fd, struct iovec *iov, int n)
+static int write_all(int fd, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
+		ssize_t w = write(fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		p += w;
+		n -= (size_t)w;
 	}
 	return 0;
 }
 
-/* The loaded chunk as an FMAD chunk: its records are already FMAD records
- * unless some are longer than 65535 bytes (then the caller goes the slow
- * way). */
-static int cat_fmad(pc_store_reader *r, int fd)
+static int cat_setup(pc_store_reader *r)
 {
-	uint8_t h[48];
-	memset(h, 0, sizeof h);
-	uint16_t cnt = (uint16_t)r->hdr.pkt_cnt;
-	uint32_t wire = (uint32_t)r->hdr.bytes_wire, cap = r->hdr.bytes_cap, len = r->hdr.length;
-	memcpy(h, &cnt, 2);
-	memcpy(h + 4, &wire, 4);
-	memcpy(h + 8, &cap, 4);
-	memcpy(h + 12, &len, 4);
-	memcpy(h + 16, &r->hdr.ts_first, 8);
-	memcpy(h + 24, &r->hdr.ts_last, 8);
-	struct iovec iov[2] = { { h, 48 }, { r->buf + CHUNK_HDR, len } };
-	return writev_all(fd, iov, 2);
+	const pc_store *s = r->s;
+	r->out = aligned_alloc(4096, (size_t)CAT_CHUNKS * s->chunk_size + 4096);
+	if (!r->out)
+		return -ENOMEM;
+	size_t len = (size_t)SB_SIZE + (size_t)s->nslots * s->chunk_size;
+	struct stat st;
+	/* a ring shorter than its superblock says would be SIGBUS in a map, an
+	 * error from pread */
+	if (fstat(s->fd, &st) || (uint64_t)st.st_size < len || len / s->chunk_size < s->nslots)
+		return 0;
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, s->fd, 0);
+	if (m == MAP_FAILED)
+		return 0; /* address space: read with pread */
+	r->map = m;
+	r->map_len = len;
+	return 0;
 }
 
-/* The loaded chunk as pcap records.  Small frames are copied with their new
- * header into a staging buffer (cheaper than an iovec pair each); large
- * ones are written from where they lie beside their header. */
-#define SMALL_FRAME 512
-
-static int cat_pcap(pc_store_reader *r, int fd)
+/* Lets the pages of chunk id's slot go from our page table (not from the
+ * page cache): what was read of the map must not count as our memory. */
+static void cat_release(pc_store_reader *r, uint64_t id)
 {
-	struct iovec iov[CAT_IOV];
-	static __thread uint8_t stage[(1u << 20) + 64 * 1024];
-	size_t used = 0, run_at = 0;      /* stage bytes; start of the open run */
-	int n = 0, rc;
-	uint32_t pos = CHUNK_HDR;
-	for (uint32_t k = 0; k < r->hdr.pkt_cnt; k++) {
-		const uint8_t *h = r->buf + pos;
-		uint16_t c16, w16;
-		uint64_t ts;
-		memcpy(&ts, h, 8);
-		memcpy(&c16, h + 8, 2);
-		memcpy(&w16, h + 10, 2);
-		uint32_t caplen = c16 | (uint32_t)h[14] << 16, wire = w16 | (uint32_t)h[15] << 16;
-		pos += REC_HDR + caplen;
-		if (wire == 0)
+	madvise((void *)(r->map + slot_offset(r->s, id)), r->s->chunk_size, MADV_DONTNEED);
+}
+
+/* The chunk as an FMAD chunk: its records are already FMAD records. */
+static size_t cat_fmad(const struct chunk_hdr *hdr, const uint8_t *chunk, uint8_t *out, pc_store_stats *st)
+{
+	uint16_t cnt = (uint16_t)hdr->pkt_cnt;
+	uint32_t wire = (uint32_t)hdr->bytes_wire, cap = hdr->bytes_cap, len = hdr->length;
+	memset(out, 0, 48);
+	memcpy(out, &cnt, 2);
+	memcpy(out + 4, &wire, 4);
+	memcpy(out + 8, &cap, 4);
+	memcpy(out + 12, &len, 4);
+	memcpy(out + 16, &hdr->ts_first, 8);
+	memcpy(out + 24, &hdr->ts_last, 8);
+	memcpy(out + 48, chunk + CHUNK_HDR, len);
+	st->packets += hdr->pkt_cnt;
+	st->bytes_wire += hdr->bytes_wire;
+	st->bytes_cap += hdr->bytes_cap;
+	return 48 + (size_t)len;
+}
+
+/* The chunk as nanosecond pcap records: each 16-byte FMAD record header
+ * becomes a 16-byte pcap one before the same frame.  Never more bytes out
+ * than the chunk's records. */
+static size_t cat_pcap(const struct chunk_hdr *hdr, const uint8_t *chunk, uint8_t *out, pc_store_stats *st)
+{
+	const uint8_t *p = chunk + CHUNK_HDR, *end = p + hdr->length;
+	uint8_t *o = out;
+	uint64_t pkts = 0, wire_sum = 0, cap_sum = 0;
+	struct rec rec;
+	for (const uint8_t *next; (next = rec_next(p, end, &rec)); p = next) {
+		if (rec.wire == 0)
 			continue; /* a time tick has no place in a pcap file */
-		uint32_t ph[4] = { (uint32_t)(ts / 1000000000u), (uint32_t)(ts % 1000000000u), caplen, wire };
-		r->st.packets++;
-		r->st.bytes_wire += wire;
-		r->st.bytes_cap += caplen;
-		int big = caplen > SMALL_FRAME;
-		if (n + 3 > CAT_IOV || used + REC_HDR + (big ? 0 : caplen) > sizeof stage) {
-			if (used > run_at) {
-				iov[n].iov_base = stage + run_at;
-				iov[n++].iov_len = used - run_at;
-			}
-			if ((rc = writev_all(fd, iov, n)))
-				return rc;
-			n = 0;
-			used = run_at = 0;
-		}
-		memcpy(stage + used, ph, REC_HDR);
-		used += REC_HDR;
-		if (!big) {
-			memcpy(stage + used, h + REC_HDR, caplen);
-			used += caplen;
-			continue;
-		}
-		/* close the staged run (it ends with this header), then the frame */
-		iov[n].iov_base = stage + run_at;
-		iov[n++].iov_len = used - run_at;
-		run_at = used;
-		iov[n].iov_base = (void *)(h + REC_HDR);
-		iov[n++].iov_len = caplen;
+		uint32_t ph[4] = { (uint32_t)(rec.ts / 1000000000u), (uint32_t)(rec.ts % 1000000000u), rec.caplen,
+				   rec.wire };
+		memcpy(o, ph, REC_HDR);
+		memcpy(o + REC_HDR, p + REC_HDR, rec.caplen);
+		o += REC_HDR + rec.caplen;
+		pkts++;
+		wire_sum += rec.wire;
+		cap_sum += rec.caplen;
 	}
-	if (used > run_at) {
-		iov[n].iov_base = stage + run_at;
-		iov[n++].iov_len = used - run_at;
-	}
-	return n ? writev_all(fd, iov, n) : 0;
+	st->packets += pkts;
+	st->bytes_wire += wire_sum;
+	st->bytes_cap += cap_sum;
+	return (size_t)(o - out);
 }
 
 int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks)
 {
-	int done = 0;
-	while (done < max_chunks) {
-		if (r->left || r->skip)
-			return -EINVAL; /* mid-chunk: the caller must use pc_store_next */
-		if (r->ended)
-			break;
-		int rc = load_chunk(r);
-		if (rc < 0)
-			return rc;
-		if (rc == 0)
-			break;
-		r->left = 0; /* the whole chunk is consumed here */
-		if (chunked && !(r->hdr.flags & CHUNK_EXT)) {
-			rc = cat_fmad(r, fd);
-			r->st.packets += r->hdr.pkt_cnt;
-			r->st.bytes_wire += r->hdr.bytes_wire;
-			r->st.bytes_cap += r->hdr.bytes_cap;
-		} else if (!chunked) {
-			rc = cat_pcap(r, fd);
-		} else {
-			/* FMAD records cannot hold these lengths: hand the chunk back */
-			r->left = r->hdr.pkt_cnt;
-			return done ? done : -EOVERFLOW;
-		}
+	if (r->left || r->skip)
+		return -EINVAL; /* mid-chunk: the caller must use pc_store_next */
+	if (!r->out) {
+		int rc = cat_setup(r);
 		if (rc)
 			return rc;
-		done++;
 	}
-	return done;
+	const pc_store *s = r->s;
+	const int mapped = r->map != NULL;
+	size_t used = 0;
+	int done = 0, rc = 0;
+	while (done < max_chunks && !r->ended) {
+		const uint8_t *c;
+		rc = load_chunk(r, mapped, &c);
+		if (rc <= 0)
+			break;
+		rc = 0;
+		uint64_t id = r->cur_id;
+		if (chunked && (r->hdr.flags & CHUNK_EXT)) {
+			/* FMAD records cannot hold these lengths: hand the chunk to
+			 * pc_store_next, in the buffer it reads */
+			if (mapped) {
+				memcpy(r->buf, c, CHUNK_HDR + r->hdr.length);
+				cat_release(r, id);
+				if (overwritten(s, id)) {
+					count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+					continue;
+				}
+			}
+			r->pos = CHUNK_HDR;
+			r->left = r->hdr.pkt_cnt;
+			r->rec = 0;
+			r->st.chunks++;
+			if (!done)
+				rc = -EOVERFLOW;
+			break;
+		}
+		pc_store_stats add = { 0 };
+		size_t n = chunked ? cat_fmad(&r->hdr, c, r->out + used, &add) : cat_pcap(&r->hdr, c, r->out + used, &add);
+		if (mapped) {
+			cat_release(r, id);
+			if (overwritten(s, id)) {
+				/* what was made of it may be mixed with the next lap's bytes */
+				count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+				continue;
+			}
+		}
+		used += n;
+		r->st.chunks++;
+		r->st.packets += add.packets;
+		r->st.bytes_wire += add.bytes_wire;
+		r->st.bytes_cap += add.bytes_cap;
+		done++;
+		if (used + s->chunk_size > (size_t)CAT_CHUNKS * s->chunk_size) {
+			int wrc = write_all(fd, r->out, used);
+			if (wrc)
+				return wrc;
+			used = 0;
+		}
+	}
+	if (used) {
+		int wrc = write_all(fd, r->out, used);
+		if (wrc)
+			return wrc;
+	}
+	return rc < 0 ? rc : done;
 }

@@ -177,10 +177,13 @@ describe("analytics_scheduler", function()
    it("restarts a crashing engine with growing delays", function()
       local d, sh = new_root()
       fake_engine(d, "crashy", { exit = 3 })
-      write_schedule(d, { '{ Engine = "crashy", Always = true }' })
+      -- a bad row beside it is reported and does not stop the good one
+      write_schedule(d, { '{ Engine = "crashy", Always = true }', '{ Engine = "crashy2", Start = "7:60", Stop = "8:00" }' })
       start_scheduler(d, sh, 30)
       wait_for("four starts", 15, function() return #events(d, "crashy") >= 4 end)
       local log = stop_scheduler(d, sh)
+      assert.matches('row 2 %(crashy2%): Engine: no engine "crashy2"', log)
+      assert.matches('row 2 %(crashy2%): Start: "7:60" is not a time of day', log)
       local ev = events(d, "crashy")
       local delays = {}
       for w in log:gmatch("crashy exited 3 after [%d.]+ s; restart %d+ in (%d+) s") do delays[#delays + 1] = tonumber(w) end

@@ -61,20 +61,28 @@ modes.null = {
    null = true,
 }
 
+-- rclone's own retries (10 low-level retries, each up to 10 more, with its
+-- pacer's sleeps) keep an rcat to a dead server going for minutes while the
+-- split engine waits on the pipe.  pushcap re-sends failed splits itself
+-- (pcap_split --retry, push's delivery queue), so rclone only rides out a
+-- brief glitch: 3 low-level retries fail a dead server in about 3 s.
+local RCLONE_RETRIES = "--low-level-retries=3"
+
 modes.rclone = {
    describe = function(_, name) return "RCLONE:" .. name end,
    upload = function(_, pending)
-      return { "rclone", "--config=" .. paths.rclone_conf, "--ignore-checksum", "rcat", pending }
+      return { "rclone", "--config=" .. paths.rclone_conf, "--ignore-checksum", RCLONE_RETRIES, "rcat", pending }
    end,
    prepare = function() return true end,
    rename = function(_, from, to)
-      local argv = { "rclone", "--config=" .. paths.rclone_conf, "moveto", from, to }
+      local argv = { "rclone", "--config=" .. paths.rclone_conf, "moveto", from, to, RCLONE_RETRIES }
       local rc = proc.run(argv)
       if rc ~= 0 then return nil, ("rclone moveto %s %s exited %d"):format(from, to, rc) end
       return true, table.concat(argv, " ")
    end,
    write_cmd = function(self, pending)
-      return ("%s | rclone --config=%s --ignore-checksum rcat %s"):format(first(self), paths.rclone_conf, pending)
+      return ("%s | rclone --config=%s --ignore-checksum %s rcat %s"):format(first(self), paths.rclone_conf,
+         RCLONE_RETRIES, pending)
    end,
 }
 
@@ -85,6 +93,12 @@ local function ftp_like(url) return url:match("^ftps?://") ~= nil end
 -- through libcurl (runtime/curl_put.c): s.curl_opts holds the option lines.
 -- Otherwise the curl command runs per split, as before.
 local function hide_url_user(url) return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1***@")) end
+
+-- Any text (an error message, a log line) with the user and password of
+-- every URL in it masked: ftp://user:secret@host/ -> ftp://***@host/.
+function M.mask_text(s)
+   return (tostring(s):gsub("(%a[%w+.-]*://)[^/@%s]*@", "%1***@"))
+end
 
 modes.curl = {
    describe = function(self, name) return "CURL:" .. hide_url_user(self.url_dir) .. name end,

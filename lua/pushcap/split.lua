@@ -5,9 +5,11 @@
 -- per-split work itself: close the old split (wait for its pipeline, run
 -- the close script, rename .pending, chown), run the new script, name and
 -- open the next one.  A split whose pipeline fails is re-sent from a raw
--- spool copy; when that keeps failing the copy is kept and the log says
--- where.  Nothing accepted from the input is dropped without a log line
--- that counts it.  A recognised pipe command (sink.comp) is compressed
+-- spool copy: pcap_split re-sends it at once, a few times, and when that
+-- keeps failing keeps the copy and the log says where; push hands it to
+-- its delivery queue (cfg.queue, pushcap.redeliver), which retries it in
+-- the background while later splits flow.  Nothing accepted from the
+-- input is dropped without a log line that counts it.  A recognised pipe command (sink.comp) is compressed
 -- in-process by one pc_comp per engine, attached to each split's writer;
 -- a re-send from the spool compresses the raw copy again the same way.
 local ffi = require("ffi")
@@ -30,6 +32,9 @@ local i64 = num.i64
 --   prefix, suffix, timestring (function from pushcap.naming), startend (bool)
 --   sink (from pushcap.sink.new), script_new, script_close, owner {uid, gid}
 --   spool_dir (nil = no spool), retries, retry_delay_ns, out (log function)
+--   queue (push): function(cur, reason) -> true | nil, err.  A split whose
+--   upload or rename fails is handed to it with its spool copy (cur.spool)
+--   instead of being re-sent here; the queue owns the copy from then on.
 --   pipe_external (true: the pipe command runs as a process even when
 --   pushcap.compress recognises it; push's Compress = "external")
 function M.new(cfg)
@@ -149,7 +154,7 @@ function Engine:write_failed(cur)
    local c = self.cfg
    local errno = C.pc_writer_errno(cur.w)
    if errno == 32 and (cur.st.pids[1] or cur.st.upload) then -- EPIPE: a process or upload died
-      cur.broken = cur.broken or "output pipeline closed its input early"
+      if not cur.broken then cur.broken, cur.epipe = "output pipeline closed its input early", true end
       -- keep writing into nothing, so the spool copy still gets every byte
       local devnull = C.pc_open_write("/dev/null")
       C.pc_close(cur.st.write_fd)
@@ -188,11 +193,15 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
       end
    end
    local ok, err = sinkmod.finish(cur.st)
-   if not ok then cur.broken = cur.broken or err end
+   -- the pipeline's own reason (an exit code, libcurl's message) says more
+   -- than the EPIPE its end caused
+   if not ok then cur.broken = (cur.epipe or not cur.broken) and err or cur.broken end
    if cur.spool_fd >= 0 then C.pc_close(cur.spool_fd) end
    C.pc_writer_free(cur.w)
    if cur.broken then
-      if cur.spool then
+      if cur.spool and c.queue then
+         self:enqueue(cur, cur.broken)
+      elseif cur.spool then
          self:resend(cur)
       else
          cur.failed = true
@@ -202,7 +211,8 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
          self.log:err(("output for %s failed (%s) with no spool copy: %s packets lost")
             :format(cur.pending, cur.broken, num.str(snap.pkts)))
       end
-   elseif cur.spool then
+   elseif cur.spool and not c.queue then
+      -- pcap_split: a failed rename is not re-sent, so the copy has done its job
       C.pc_unlink(cur.spool)
    end
    local first, last = snap.first_ts, snap.last_ts
@@ -236,12 +246,21 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    end
    if cur.failed then
       if c.sink.mode == "file" then C.pc_unlink(cur.pending) end
-   else
+   elseif not cur.queued then
       if c.owner and c.sink.mode == "file" then
          local rc = C.pc_chown(cur.pending, c.owner.uid, c.owner.gid)
          if rc < 0 then self.log:err(("chown %s: %s"):format(cur.pending, proc.errstr(rc))) end
       end
-      cur.delivered = self:rename(cur)
+      local rerr
+      cur.delivered, rerr = self:rename(cur)
+      if c.queue and cur.spool then
+         if cur.delivered then
+            C.pc_unlink(cur.spool)
+         else
+            -- push: the queue sends it again from the copy and renames it
+            self:enqueue(cur, rerr)
+         end
+      end
    end
    self.prev_boundary = cur.boundary
    -- push records its position and runs Post here; trigger_pkt (the first
@@ -249,7 +268,26 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    if c.on_split_done then c.on_split_done(cur, trigger_pkt) end
 end
 
--- Re-runs the split's pipeline from its spool copy until it succeeds.
+-- Push: hands a split whose delivery failed to the queue (cfg.queue) with
+-- its spool copy.  When the queue cannot take it the split counts as
+-- failed: push then stops the worker without saving its position, so the
+-- split is made again from the store.
+function Engine:enqueue(cur, reason)
+   local ok, err = self.cfg.queue(cur, reason)
+   if ok then
+      cur.queued = true
+      return true
+   end
+   C.pc_unlink(cur.spool)
+   cur.failed = true
+   self.failed_splits = self.failed_splits + 1
+   self.log:err(("%s could not be queued for re-sending (%s): it is not delivered"):format(cur.name, err))
+   return false
+end
+
+-- pcap_split: re-runs the split's pipeline from its spool copy until it
+-- succeeds, at most cfg.retries times, waiting (backoff and jitter) in
+-- between; later splits wait too.
 function Engine:resend(cur)
    local c = self.cfg
    for attempt = 1, c.retries do
@@ -259,17 +297,9 @@ function Engine:resend(cur)
       self.log:err(("output for %s failed (%s); re-sending from %s, attempt %d of %d in %.1f s")
          :format(cur.pending, cur.broken, cur.spool, attempt, c.retries, delay / 1e9))
       if C.pc_sleep_ns(delay) < 0 then break end
-      local ok, err
-      if self.comp then
-         ok, err = self:resend_compressed(cur)
-      else
-         local fd = C.pc_open_read(cur.spool)
-         if fd < 0 then break end
-         local st
-         st, err = sinkmod.start(c.sink, cur.pending, fd)
-         if st then ok, err = sinkmod.finish(st) end
-         C.pc_close(fd)
-      end
+      -- not self.pkts: the batch being fed is still in use
+      self.resend_pkts = self.resend_pkts or ffi.new("pc_pkt[?]", BATCH)
+      local ok, err = M.send_spool(c.sink, self.comp, cur.spool, cur.pending, self.resend_pkts)
       if ok then
          C.pc_unlink(cur.spool)
          cur.broken = nil
@@ -287,19 +317,31 @@ function Engine:resend(cur)
    return false
 end
 
--- One re-send with in-process compression: the spool holds the split's
--- plain pcap, so it is read back and written through a compressing writer
--- into a fresh chain.  Returns true or nil, err.
-function Engine:resend_compressed(cur)
-   local fd = C.pc_open_read(cur.spool)
-   if fd < 0 then return nil, ("cannot read %s: %s"):format(cur.spool, proc.errstr(fd)) end
+-- Sends a finished split again from its raw spool copy (plain pcap) into
+-- sink under the name pending: through the pipe command as a process, or
+-- compressed in-process with comp (a pc_comp, nil for none) exactly as the
+-- first attempt was, so the result is byte for byte the same.  pkts is a
+-- pc_pkt[BATCH] to read into (nil: one is made).  Shared by pcap_split's
+-- re-sends and push's delivery queue.  Returns true or nil, err.
+function M.send_spool(sink, comp, spool, pending, pkts)
+   if not comp then
+      local fd = C.pc_open_read(spool)
+      if fd < 0 then return nil, ("cannot read %s: %s"):format(spool, proc.errstr(fd)) end
+      local st, err = sinkmod.start(sink, pending, fd)
+      local ok
+      if st then ok, err = sinkmod.finish(st) end
+      C.pc_close(fd)
+      return ok, err
+   end
+   local fd = C.pc_open_read(spool)
+   if fd < 0 then return nil, ("cannot read %s: %s"):format(spool, proc.errstr(fd)) end
    local ebuf = ffi.new("char[512]")
    local rd = C.pc_reader_open(fd, ebuf, 512)
    if rd == nil then
       C.pc_close(fd)
-      return nil, ("cannot read %s: %s"):format(cur.spool, ffi.string(ebuf))
+      return nil, ("cannot read %s: %s"):format(spool, ffi.string(ebuf))
    end
-   local st, err = sinkmod.start(self.cfg.sink, cur.pending)
+   local st, err = sinkmod.start(sink, pending)
    if not st then
       C.pc_reader_close(rd)
       C.pc_close(fd)
@@ -307,10 +349,8 @@ function Engine:resend_compressed(cur)
    end
    local w = C.pc_writer_open(st.write_fd, -1, C.pc_reader_linktype(rd), 4 * 1024 * 1024)
    if w == nil then error("out of memory for the pcap writer") end
-   C.pc_writer_set_comp(w, self.comp)
-   -- not self.pkts: the batch being fed is still in use
-   self.resend_pkts = self.resend_pkts or ffi.new("pc_pkt[?]", BATCH)
-   local pkts = self.resend_pkts
+   C.pc_writer_set_comp(w, comp)
+   pkts = pkts or ffi.new("pc_pkt[?]", BATCH)
    while not err do
       local n = C.pc_reader_next(rd, pkts, BATCH)
       if n < 0 then err = "spool copy: " .. ffi.string(C.pc_reader_error(rd)) end
@@ -331,21 +371,29 @@ function Engine:resend_compressed(cur)
    return true
 end
 
+-- Renames the finished split to its final name.  pcap_split retries a
+-- failed rename a few times, then leaves the .pending (and the log says
+-- so); push tries once and hands a failure to its queue.  Returns true, or
+-- false and the reason.
 function Engine:rename(cur)
    local c = self.cfg
    local final = cur.name
-   for attempt = 1, c.retries + 1 do
-      local ok, detail = c.sink:rename(cur.pending, final)
+   local tries = c.queue and 1 or c.retries + 1
+   local detail
+   for attempt = 1, tries do
+      local ok
+      ok, detail = c.sink:rename(cur.pending, final)
       if ok then
          if detail then self.log:cmd_done(detail) end
          return true
       end
       self.log:err(("rename failed: %s (attempt %d)"):format(detail, attempt))
-      if attempt <= c.retries and C.pc_sleep_ns(c.retry_delay_ns * attempt) < 0 then break end
+      if attempt < tries and C.pc_sleep_ns(c.retry_delay_ns * attempt) < 0 then break end
    end
+   if c.queue then return false, detail end
    self.failed_splits = self.failed_splits + 1
    self.log:err(("%s is complete but could not be renamed; it is kept as %s"):format(final, cur.pending))
-   return false
+   return false, detail
 end
 
 -- ---- feeding ---------------------------------------------------------------

@@ -5,11 +5,15 @@
 -- every finished split the worker saves where the next split starts (a
 -- record of a chunk), so a restarted worker carries on there: no gap, and
 -- the split in progress is rewritten under the same name, not duplicated.
+-- A split that could not be delivered goes to the target's delivery queue
+-- (pushcap.redeliver), which re-sends it in the background while later
+-- splits flow; the position moves past it once it is safely queued.
 local ffi = require("ffi")
 local C = require("pushcap.ffi")
 local num = require("pushcap.num")
 local paths = require("pushcap.paths")
 local proc = require("pushcap.proc")
+local redeliver = require("pushcap.redeliver")
 local split = require("pushcap.split")
 local splitopts = require("pushcap.splitopts")
 local store = require("pushcap.store")
@@ -23,6 +27,11 @@ local SCRATCH = 8 * 1024 * 1024
 function M.state_path(config_path, desc)
    local cfg = (config_path or "push_pcap.lua"):match("([^/]*)$"):gsub("%.lua$", "")
    return ("%s/push/%s/%s.pos"):format(paths.store, cfg, desc)
+end
+
+-- Next to it: what is pending delivery, for the supervisor's status lines.
+function M.status_path(config_path, desc)
+   return (M.state_path(config_path, desc):gsub("%.pos$", ".status"))
 end
 
 local function load_state(path)
@@ -123,6 +132,25 @@ function M.run(cfg, t, opts)
    local spool = paths.spool .. "/" .. t.desc
    C.pc_mkdirs(spool, 448)
    local engine
+   -- the delivery queue; the worker stops its re-send helper on every way out
+   local queue
+   local function leave(code)
+      if queue then queue:stop() end
+      return code
+   end
+   -- (every split target has one: only a split with a spool copy, one that
+   -- went through a process or an upload, can ever be queued)
+   if t.mode ~= "lxc" then
+      local qerr
+      queue, qerr = redeliver.new({
+         desc = t.desc, config_path = cfg.path, dir = redeliver.queue_dir(cfg.path, t.desc),
+         status_path = M.status_path(cfg.path, t.desc), sink = t.res.sink,
+         base_delay_ns = t.opts.retry_delay, post = t.post, out = log,
+      })
+      if not queue then return fail(qerr) end
+      local ok, serr = queue:scan()
+      if not ok then return fail(serr) end
+   end
    if t.mode == "lxc" then
       engine = M.ring_output(t, log, state_path, function(chunk, rec) save_state(state_path, m.id, chunk, rec) end)
       if not engine then return 1 end
@@ -131,8 +159,9 @@ function M.run(cfg, t, opts)
       ticks_close_only = true,
       pipe_external = t.compress == "external",
       out = out,
+      queue = queue and function(cur, reason) return queue:add(cur, reason) end,
       on_split_done = function(cur, trig)
-         if not cur.delivered then
+         if not cur.delivered and not cur.queued then
             -- keep the saved position before this split: the restarted
             -- worker writes it again from the store
             aborted = true
@@ -145,10 +174,15 @@ function M.run(cfg, t, opts)
                save_state(state_path, m.id, cur_chunk, trig.rec)
             end
          end
-         if t.post and cur.delivered then
-            local rc = proc.run_sh(t.post, { cur.name })
-            log(("Post [%s %s] exited %d"):format(t.post, cur.name, rc))
+         if cur.delivered then
+            -- the remote takes splits again: no need to wait out the backoff
+            if queue then queue:nudge() end
+            if t.post then
+               local rc = proc.run_sh(t.post, { cur.name })
+               log(("Post [%s %s] exited %d"):format(t.post, cur.name, rc))
+            end
          end
+         -- a queued split runs Post once the queue delivers it
       end,
    })) end
 
@@ -205,7 +239,7 @@ function M.run(cfg, t, opts)
          local next_rec = pkts[n - 1].rec + 1
          local out, cnt = select(n)
          engine:feed(out, cnt, linktype, cur_chunk, next_rec)
-         if engine.exit then return engine.exit end
+         if engine.exit then return leave(engine.exit) end
       elseif n == 0 then
          if C.pc_store_reader_ended(r) ~= 0 then break end
          if opts.offline then break end
@@ -227,19 +261,29 @@ function M.run(cfg, t, opts)
          stats.bytes_read, stats.packets = sst.bytes_cap, sst.packets
          engine:progress(stats)
       end
+      -- queued re-sends: a waitpid(WNOHANG), or starting a helper when due
+      if queue then queue:tick() end
       if C.pc_signal_pending() ~= 0 or aborted then break end
    end
    if aborted then
       io.stderr:write(("push %s: a split could not be delivered; exiting so that it is redone from the store\n")
          :format(t.desc))
-      return 3
+      return leave(3)
    end
    engine:finish(C.pc_store_reader_ended(r) ~= 0 and opts.offline, last_ts)
    if aborted then
       io.stderr:write(("push %s: the last split could not be delivered; exiting so that it is redone from the store\n")
          :format(t.desc))
-      return 3
+      return leave(3)
    end
+   -- offline: done only when everything is delivered (or the operator stops us)
+   if queue and opts.offline then
+      while queue:count() > 0 and C.pc_signal_pending() == 0 do
+         queue:tick()
+         C.pc_sleep_ns(50e6)
+      end
+   end
+   if queue then queue:stop() end
    C.pc_store_reader_stats(r, sst)
    if C.pc_signal_pending() == 0 then
       -- everything read was delivered (or kept, and logged)
@@ -259,6 +303,9 @@ function M.run(cfg, t, opts)
    end
    log(("Total Splits %d Total Pkts %s Lost Pkts %d Failed Splits %d"):format(engine.splits or 0, num.str(sst.packets),
       engine.lost_pkts, engine.failed_splits))
+   if queue and queue:count() > 0 then
+      log(("Pending Splits %d (queued in %s)"):format(queue:count(), queue.dir))
+   end
    log("Complete")
    if engine.lost_pkts > 0 or engine.failed_splits > 0 then status = 1 end
    return status
