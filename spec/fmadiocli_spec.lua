@@ -553,6 +553,8 @@ describe("fmadiocli show push-pcap", function()
 end)
 
 describe("fmadiocli --help", function()
+   after_each(H.cleanup)
+
    local LEVELS = {
       { {}, "usage:\n  fmadiocli show push-pcap" },
       { { "show" }, "usage: fmadiocli show push-pcap" },
