@@ -334,6 +334,8 @@ int pc_rename(const char *from, const char *to);  /* 0 or -errno */
 int pc_unlink(const char *path);
 int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */
 int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
+/* fsync(2) of a file or a directory (to make a rename in it durable). */
+int pc_fsync_path(const char *path);        /* 0 or -errno */
 int pc_chown(const char *path, int uid, int gid);
 /* Points linkpath at target, replacing an existing link atomically. */
 int pc_symlink(const char *target, const char *linkpath);

@@ -218,12 +218,10 @@ local function read_all(path)
 end
 M.read = read_all
 
--- fsync(2) of a file or directory.  pushcap.h has no fsync primitive, so
--- coreutils' `sync FILE` does it (it opens FILE and calls fsync); the name
--- is one argv entry, never parsed by a shell.
+-- fsync(2) of a file or directory.
 local function fsync(path)
-   local rc, err = proc.run({ "sync", "--", path })
-   if rc ~= 0 then return nil, err or ("sync %s: exit status %d"):format(path, rc) end
+   local rc = C.pc_fsync_path(path)
+   if rc < 0 then return nil, ("cannot sync %s: %s"):format(path, proc.errstr(rc)) end
    return true
 end
 
