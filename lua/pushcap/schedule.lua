@@ -199,17 +199,10 @@ end
 -- the file cannot be used at all) and the list of problems.
 function M.load(path, opts)
    path = path or M.default_path()
-   local f, err = io.open(path)
-   if not f then return nil, { ("cannot read %s: %s"):format(path, err) } end
-   local text = f:read("*a")
-   f:close()
-   local chunk
-   chunk, err = loadstring(text, "@" .. path)
-   if not chunk then return nil, { err } end
-   setfenv(chunk, { os = { date = os.date, time = os.time }, string = string, math = math,
-                    tonumber = tonumber, tostring = tostring, ipairs = ipairs, pairs = pairs })
-   local ok, ret = pcall(chunk)
-   if not ok then return nil, { ("%s: %s"):format(path, tostring(ret)) } end
+   local ret, err = require("pushcap.luafile").eval(path, {
+      os = { date = os.date, time = os.time }, string = string, math = math,
+      tonumber = tonumber, tostring = tostring, ipairs = ipairs, pairs = pairs })
+   if err then return nil, { err } end
    if type(ret) ~= "table" then
       return nil, { ("%s: must return a table { Schedule = { ... } }, returned %s"):format(path, type(ret)) }
    end

@@ -14,16 +14,10 @@ function M.path() return paths.etc .. "/time.lua" end
 -- message when the file exists but cannot be used.
 function M.offset_ns()
    local path = M.path()
-   local f = io.open(path)
-   if not f then return 0 end
-   local text = f:read("*a")
-   f:close()
+   if require("pushcap.ffi").pc_exists(path) == 0 then return 0 end
    local env = { Scheduler = {}, tonumber = tonumber, math = math }
-   local chunk, err = loadstring(text, "@" .. path)
-   if not chunk then return 0, ("ignoring %s: %s"):format(path, err) end
-   setfenv(chunk, env)
-   local ok, ret = pcall(chunk)
-   if not ok then return 0, ("ignoring %s: %s"):format(path, tostring(ret)) end
+   local ret, err = require("pushcap.luafile").eval(path, env)
+   if err then return 0, "ignoring " .. err end
    local sched = type(ret) == "table" and (ret.Scheduler or ret) or env.Scheduler
    local v = type(sched) == "table" and tonumber(sched.TimeOffset) or 0
    if not v then return 0, ("ignoring %s: Scheduler.TimeOffset is not a number"):format(path) end
