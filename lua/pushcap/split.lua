@@ -351,23 +351,26 @@ function M.send_spool(sink, comp, spool, pending, pkts)
    if w == nil then error("out of memory for the pcap writer") end
    C.pc_writer_set_comp(w, comp)
    pkts = pkts or ffi.new("pc_pkt[?]", BATCH)
-   while not err do
+   local werr
+   while not err and not werr do
       local n = C.pc_reader_next(rd, pkts, BATCH)
       if n < 0 then err = "spool copy: " .. ffi.string(C.pc_reader_error(rd)) end
       if n <= 0 then break end
       if C.pc_writer_put(w, pkts, n, 0) < n then
-         err = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
+         werr = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
       end
    end
-   if not err and C.pc_writer_finish(w) < 0 then
-      err = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
+   if not err and not werr and C.pc_writer_finish(w) < 0 then
+      werr = "write failed: " .. proc.errstr(-C.pc_writer_errno(w))
    end
    C.pc_writer_free(w)
    C.pc_reader_close(rd)
    C.pc_close(fd)
    local ok, ferr = sinkmod.finish(st)
    if err then return nil, err end
+   -- the pipeline's own reason beats the EPIPE its end caused
    if not ok then return nil, ferr end
+   if werr then return nil, werr end
    return true
 end
 

@@ -129,6 +129,8 @@ function M.run(cfg, t, opts)
    -- the engine, with our position saved after every split
    local cur_chunk = 0
    local aborted = false
+   local complete = false        -- the input ended (offline: the capture's end)
+   local partial_close = false   -- finishing early, on a stop
    local spool = paths.spool .. "/" .. t.desc
    C.pc_mkdirs(spool, 448)
    local engine
@@ -159,7 +161,12 @@ function M.run(cfg, t, opts)
       ticks_close_only = true,
       pipe_external = t.compress == "external",
       out = out,
-      queue = queue and function(cur, reason) return queue:add(cur, reason) end,
+      queue = queue and function(cur, reason)
+         if partial_close then
+            return nil, "push is stopping and this split is partial: it is made again from the store when push resumes"
+         end
+         return queue:add(cur, reason)
+      end,
       on_split_done = function(cur, trig)
          if not cur.delivered and not cur.queued then
             -- keep the saved position before this split: the restarted
@@ -241,8 +248,10 @@ function M.run(cfg, t, opts)
          engine:feed(out, cnt, linktype, cur_chunk, next_rec)
          if engine.exit then return leave(engine.exit) end
       elseif n == 0 then
-         if C.pc_store_reader_ended(r) ~= 0 then break end
-         if opts.offline then break end
+         if C.pc_store_reader_ended(r) ~= 0 or opts.offline then
+            complete = true
+            break
+         end
          -- idle: the writer's clock closes time splits when nothing comes
          local tick = st:info().tick_ts
          if tick > last_ts then
@@ -270,6 +279,10 @@ function M.run(cfg, t, opts)
          :format(t.desc))
       return leave(3)
    end
+   -- a split closed early by a stop is partial: it is made again, whole,
+   -- from the store when push resumes, so it must not wait in the queue
+   -- (an old partial copy could land after the whole one)
+   partial_close = not complete
    engine:finish(C.pc_store_reader_ended(r) ~= 0 and opts.offline, last_ts)
    if aborted then
       io.stderr:write(("push %s: the last split could not be delivered; exiting so that it is redone from the store\n")
@@ -285,8 +298,8 @@ function M.run(cfg, t, opts)
    end
    if queue then queue:stop() end
    C.pc_store_reader_stats(r, sst)
-   if C.pc_signal_pending() == 0 then
-      -- everything read was delivered (or kept, and logged)
+   if complete or C.pc_signal_pending() == 0 then
+      -- everything read was delivered or queued (or kept, and logged)
       save_state(state_path, m.id, C.pc_store_reader_position(r), 0)
    end
    if sst.lost_chunks > 0 or sst.corrupt_chunks > 0 then
