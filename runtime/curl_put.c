@@ -32,9 +32,42 @@ struct pc_upload {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
 
+/* One connection cache for the process, shared by every handle: the rename
+ * after an upload and the next split's upload reuse the logged-in control
+ * connection (FTP) or session (SFTP) instead of logging in again.  A login
+ * can cost more than a split's transfer (PAM password hashing, SSH key
+ * exchange).  Handles run on the upload threads and the caller's thread, so
+ * the share is locked. */
+static CURLSH *share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+{
+	(void)h, (void)access, (void)arg;
+	pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *arg)
+{
+	(void)h, (void)arg;
+	pthread_mutex_unlock(&share_locks[data]);
+}
+
 static void global_init(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (global_rc != CURLE_OK)
+		return;
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&share_locks[i], NULL);
+	share = curl_share_init();
+	if (!share)
+		return;  /* no sharing: every handle logs in on its own */
+	curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 }
 
 static int parse_long(const char *v, long *out)
@@ -141,6 +174,8 @@ static CURL *new_handle(const char *url, const char *options, char *errbuf, char
 		return NULL;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	if (share)
+		curl_easy_setopt(h, CURLOPT_SHARE, share);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
@@ -225,7 +260,12 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 		return NULL;
 	}
 	u->rfd = fds[0];
+	/* Large pipe and upload buffers: with the 64 KiB defaults the writer
+	 * and the upload thread hand over the data in small pieces, and the
+	 * context switches cost more than the transfer on a fast link. */
+	fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
 	curl_easy_setopt(u->h, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(u->h, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
 	curl_easy_setopt(u->h, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(u->h, CURLOPT_READDATA, u);
 	int rc = pthread_create(&u->th, NULL, upload_thread, u);
