@@ -3,42 +3,15 @@
 -- goes to <name>.pending and is renamed with RNFR/RNTO.
 local H = require("spec.helper")
 
-math.randomseed(os.time() + math.floor(os.clock() * 1e6))
-local user = ("pcftp%04d"):format(math.random(0, 9999))
-local pass = "Pw" .. math.random(100000, 999999) .. "x"
-
-local function start_vsftpd(d)
-   local port = 21000 + math.random(0, 8999)
-   local pasv = 40000 + math.random(0, 199) * 100
-   H.sh(("chmod 755 %s && mkdir -p %s/ftp %s/empty && chmod 755 %s/empty"):format(d, d, d, d))
-   local out, rc = H.sh(("useradd -M -s /bin/bash -d %s/ftp %s && echo '%s:%s' | chpasswd && chown %s %s/ftp")
-      :format(d, user, user, pass, user, d))
-   assert.are.equal(0, rc, out)
-   local f = assert(io.open(d .. "/vsftpd.conf", "w"))
-   f:write(("listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=%d\nbackground=NO\n"
-      .. "anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n"
-      .. "chroot_local_user=YES\nallow_writeable_chroot=YES\nlocal_root=%s/ftp\n"
-      .. "pasv_enable=YES\npasv_min_port=%d\npasv_max_port=%d\nsecure_chroot_dir=%s/empty\n"
-      .. "pam_service_name=vsftpd\nseccomp_sandbox=NO\nisolate_network=NO\nisolate=NO\n"
-      .. "xferlog_enable=YES\nvsftpd_log_file=%s/vsftpd.log\nuserlist_enable=NO\ndelay_failed_login=0\n")
-      :format(port, d, pasv, pasv + 99, d, d))
-   f:close()
-   -- time-limited, so a forgotten server cannot outlive the run
-   H.sh(("timeout 120 /usr/sbin/vsftpd %s/vsftpd.conf > %s/vsftpd.out 2>&1 & echo $! > %s/vsftpd.pid")
-      :format(d, d, d))
-   for _ = 1, 50 do
-      local _, up = H.sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port))
-      if up == 0 then return port end
-      H.sh("sleep 0.1")
-   end
-   error("vsftpd did not start: " .. tostring(H.slurp(d .. "/vsftpd.out")))
-end
+local S = require("spec.servers")
+local user, pass   -- of the vsftpd account spec/servers.lua makes
 
 describe("pcap_split --curl to FTP through libcurl", function()
-   local d, port, spy
+   local d, port, spy, ftp
    setup(function()
       d = H.tmpdir()
-      port = start_vsftpd(d)
+      ftp = S.vsftpd(d)
+      port, user, pass = ftp.port, ftp.user, ftp.pass
       -- a curl on PATH that records every call: libcurl uploads never run it
       H.sh("mkdir -p " .. d .. "/spybin")
       spy = d .. "/curl.calls"
@@ -50,9 +23,7 @@ describe("pcap_split --curl to FTP through libcurl", function()
       assert.are.equal(0, rc, out)
    end)
    teardown(function()
-      local pid = H.slurp(d .. "/vsftpd.pid")
-      if pid then H.sh("kill " .. pid:match("%d+") .. " 2>/dev/null; pkill -P " .. pid:match("%d+") .. " 2>/dev/null") end
-      H.sh("userdel " .. user .. " 2>/dev/null")
+      if ftp then ftp.teardown() end
       H.cleanup()
    end)
 

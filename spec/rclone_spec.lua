@@ -10,41 +10,20 @@
 -- whose spawned rclone inherits the environment (see docs/targets.md).
 local H = require("spec.helper")
 
-local NOCA = "env -u AWS_CA_BUNDLE"       -- for the spec's own rclone calls
+local S = require("spec.servers")
+local NOCA = S.NOCA                       -- for the spec's own rclone calls
 -- pushcap's rclone runs must work even when the variable is set (sink.lua drops it)
 local WITHCA = "AWS_CA_BUNDLE=/nonexistent/ca-bundle.pem"
-local S3DIR = H.root .. "/spec/s3server"
 local BUCKET = "pushcap"
 
 local srv = {}            -- state of the servers for this file
 local OPTS = "--split-time 60e9 --pipe-cmd 'zstd -c -1' --filename-suffix .pcap.zst"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- Waits until `file` holds a line matching pat (a Lua pattern with one
--- capture); returns the capture or nil after `secs`.
-local function wait_for(file, pat, secs)
-   for _ = 1, secs * 10 do
-      local s = H.slurp(file)
-      local m = s and s:match(pat)
-      if m then return m end
-      H.sh("sleep 0.1")
-   end
-end
-
-local function conf_text()
-   return ("[s3]\ntype = s3\nprovider = Other\nendpoint = http://127.0.0.1:%d\naccess_key_id = S3RVER\n"
-      .. "secret_access_key = S3RVER\nforce_path_style = true\n\n"
-      .. "[dav]\ntype = webdav\nurl = http://127.0.0.1:%d/\nvendor = other\n"):format(srv.s3_port, srv.dav_port)
-end
+local q = S.q
 
 -- A pushcap root with the rclone config at the appliance path.
 local function write_conf(root)
-   H.sh("mkdir -p " .. root .. "/opt/fmadio/etc")
-   local f = assert(io.open(root .. "/opt/fmadio/etc/rclone.conf", "w"))
-   f:write(conf_text())
-   f:close()
-   return root .. "/opt/fmadio/etc/rclone.conf"
+   return S.rclone_conf(root, srv.s3.port, srv.dav.port)
 end
 
 local function rclone(args)
@@ -87,29 +66,14 @@ local function reference(d)
    return d .. "/ref"
 end
 
-local function stop(pid)
-   if pid then H.sh(("kill %d 2>/dev/null; for i in $(seq 50); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -9 %d 2>/dev/null")
-      :format(pid, pid, pid)) end
-end
-
 describe("RCLONE mode against real servers", function()
    setup(function()
       srv.dir = io.popen("mktemp -d /tmp/pushcap-rclone.XXXXXX"):read("*l")
       H.sh(("mkdir -p %s/s3 %s/dav %s/root"):format(srv.dir, srv.dir, srv.dir))
-      -- s3rver on 127.0.0.1, a port the kernel picks, the bucket made up front
-      assert(H.slurp(S3DIR .. "/node_modules/s3rver/package.json"),
-         "s3rver is not installed: run `make deps` (npm install in spec/s3server)")
-      local out = H.sh(("timeout 600 node %s/start.js %s/s3 %s 0 > %s/s3.log 2>&1 & echo PID=$!")
-         :format(S3DIR, srv.dir, BUCKET, srv.dir))
-      srv.s3_pid = tonumber(out:match("PID=(%d+)"))
-      srv.s3_port = tonumber(wait_for(srv.dir .. "/s3.log", "READY (%d+)", 15))
-      assert(srv.s3_port, "s3rver did not start: " .. (H.slurp(srv.dir .. "/s3.log") or ""))
-      -- rclone serve webdav on 127.0.0.1, a port the kernel picks
-      out = H.sh(("%s timeout 600 rclone --config=/dev/null serve webdav %s/dav --addr 127.0.0.1:0 > %s/dav.log 2>&1 & echo PID=$!")
-         :format(NOCA, srv.dir, srv.dir))
-      srv.dav_pid = tonumber(out:match("PID=(%d+)"))
-      srv.dav_port = tonumber(wait_for(srv.dir .. "/dav.log", "started on http://127%.0%.0%.1:(%d+)/", 15))
-      assert(srv.dav_port, "rclone serve webdav did not start: " .. (H.slurp(srv.dir .. "/dav.log") or ""))
+      -- s3rver and rclone serve webdav on 127.0.0.1, ports the kernel picks,
+      -- the bucket made up front
+      srv.s3 = S.s3rver(srv.dir .. "/s3", BUCKET, srv.dir)
+      srv.dav = S.webdav(srv.dir .. "/dav", srv.dir)
       srv.conf = write_conf(srv.dir .. "/root")
       -- both answer
       local _, err, rc = rclone("lsf s3:" .. BUCKET)
@@ -119,8 +83,8 @@ describe("RCLONE mode against real servers", function()
    end)
 
    teardown(function()
-      stop(srv.s3_pid)
-      stop(srv.dav_pid)
+      if srv.s3 then srv.s3.stop() end
+      if srv.dav then srv.dav.stop() end
       if srv.dir then H.sh("rm -rf " .. q(srv.dir)) end
    end)
 

@@ -1,0 +1,208 @@
+-- Real servers on 127.0.0.1 for the specs, shared by ftp_spec,
+-- rclone_spec and delivery_spec: vsftpd with a user made for the run,
+-- s3rver (installed by `make deps` into spec/s3server), `rclone serve
+-- webdav`, and a TCP proxy that can cut every connection (spec/cutproxy.js).
+-- Every process runs under `timeout`, so a forgotten one cannot outlive the
+-- run, and each can be stopped and started again on the same port, which
+-- is how the delivery specs take a server away in the middle of a push.
+local H = require("spec.helper")
+
+local S = {}
+S.NOCA = "env -u AWS_CA_BUNDLE"   -- rclone 1.60 fails with it set (docs/targets.md)
+S.S3DIR = H.root .. "/spec/s3server"
+
+function S.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- A directory for a server that lives across the tests of a describe
+-- (H.tmpdir's are removed after each test); S.rmdir removes it.
+function S.tmpdir()
+   return io.popen("mktemp -d /tmp/pushcap-srv.XXXXXX"):read("*l")
+end
+function S.rmdir(d)
+   if d and d:match("^/tmp/pushcap%-srv%.") then H.sh("rm -rf " .. S.q(d)) end
+end
+
+-- Waits until `file` holds a match of pat (a Lua pattern with one
+-- capture); returns the capture, or nil after secs seconds.
+function S.wait_for(file, pat, secs)
+   for _ = 1, secs * 10 do
+      local s = H.slurp(file)
+      local m = s and s:match(pat)
+      if m then return m end
+      H.sh("sleep 0.1")
+   end
+end
+
+-- Polls fn() every 0.1 s until it is true; returns its value or nil after secs.
+function S.until_true(fn, secs)
+   for _ = 1, secs * 10 do
+      local v = fn()
+      if v then return v end
+      H.sh("sleep 0.1")
+   end
+end
+
+function S.port_open(port)
+   local _, rc = H.sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port))
+   return rc == 0
+end
+
+-- Stops pid (TERM, then KILL after 5 s).
+function S.stop(pid)
+   if pid then H.sh(("kill %d 2>/dev/null; for i in $(seq 50); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -9 %d 2>/dev/null")
+      :format(pid, pid, pid)) end
+end
+
+-- Stops the process group that pid leads (`timeout` makes one for the
+-- command it runs): the server and every session process it forked.
+function S.stop_group(pid)
+   if pid then H.sh(("kill -KILL -%d 2>/dev/null; for i in $(seq 50); do kill -0 -%d 2>/dev/null || break; sleep 0.1; done")
+      :format(pid, pid)) end
+end
+
+-- Runs cmd in the background under timeout; returns timeout's pid.
+local function background(limit, cmd, log)
+   local out = H.sh(("timeout %d %s > %s 2>&1 & echo PID=$!"):format(limit, cmd, log))
+   return tonumber(out:match("PID=(%d+)"))
+end
+
+-- ---- vsftpd -------------------------------------------------------------------------
+-- A local user with a random name and password, for one spec file.
+function S.ftp_user()
+   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+   local u = { user = ("pcftp%04d"):format(math.random(0, 9999)), pass = "Pw" .. math.random(100000, 999999) .. "x" }
+   return u
+end
+
+-- vsftpd on 127.0.0.1 in directory d (its config, log and pid file),
+-- serving o.root (default d/ftp) as the home of o.user (from S.ftp_user,
+-- created here).  Returns an object: port, user, pass, root, stop(),
+-- start() (same port), teardown() (stop, remove the user).
+function S.vsftpd(d, o)
+   o = o or {}
+   local u = o.user or S.ftp_user()
+   local f = {
+      d = d, user = u.user, pass = u.pass, root = o.root or (d .. "/ftp"),
+      port = 21000 + math.random(0, 8999), pasv = 40000 + math.random(0, 199) * 100,
+      limit = o.limit or 120,
+   }
+   H.sh(("chmod 755 %s && mkdir -p %s %s/empty && chmod 755 %s/empty"):format(d, f.root, d, d))
+   local out, rc = H.sh(("useradd -M -s /bin/bash -d %s %s && echo '%s:%s' | chpasswd && chown %s %s")
+      :format(f.root, f.user, f.user, f.pass, f.user, f.root))
+   assert(rc == 0, out)
+   local cf = assert(io.open(d .. "/vsftpd.conf", "w"))
+   cf:write(("listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=%d\nbackground=NO\n"
+      .. "anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n"
+      .. "chroot_local_user=YES\nallow_writeable_chroot=YES\nlocal_root=%s\n"
+      .. "pasv_enable=YES\npasv_min_port=%d\npasv_max_port=%d\nsecure_chroot_dir=%s/empty\n"
+      .. "pam_service_name=vsftpd\nseccomp_sandbox=NO\nisolate_network=NO\nisolate=NO\n"
+      .. "xferlog_enable=YES\nvsftpd_log_file=%s/vsftpd.log\nuserlist_enable=NO\ndelay_failed_login=0\n")
+      :format(f.port, f.root, f.pasv, f.pasv + 99, d, d))
+   cf:close()
+
+   function f.start()
+      f.pid = background(f.limit, "/usr/sbin/vsftpd " .. d .. "/vsftpd.conf", d .. "/vsftpd.out")
+      if not S.until_true(function() return S.port_open(f.port) end, 10) then
+         error("vsftpd did not start: " .. tostring(H.slurp(d .. "/vsftpd.out")))
+      end
+   end
+   -- the listener and every session: uploads in flight are cut
+   function f.stop()
+      S.stop_group(f.pid)
+      f.pid = nil
+   end
+   function f.teardown()
+      f.stop()
+      H.sh("userdel " .. f.user .. " 2>/dev/null")
+   end
+   f.start()
+   return f
+end
+
+-- ---- rclone serve webdav -----------------------------------------------------------
+-- Serves dir on 127.0.0.1; the first start lets the kernel pick the port,
+-- a start after stop() takes the same one again.
+function S.webdav(dir, logdir, limit)
+   local w = { dir = dir, log = logdir .. "/dav.log", limit = limit or 600 }
+   H.sh("mkdir -p " .. S.q(dir))
+   function w.start()
+      os.remove(w.log)
+      w.pid = background(w.limit, ("%s rclone --config=/dev/null serve webdav %s --addr 127.0.0.1:%d")
+         :format(S.NOCA, S.q(dir), w.port or 0), w.log)
+      local port = tonumber(S.wait_for(w.log, "started on http://127%.0%.0%.1:(%d+)/", 15) or "")
+      assert(port, "rclone serve webdav did not start: " .. (H.slurp(w.log) or ""))
+      w.port = port
+   end
+   function w.stop()
+      S.stop(w.pid)
+      w.pid = nil
+   end
+   w.start()
+   return w
+end
+
+-- ---- s3rver ---------------------------------------------------------------------------
+-- An S3 server on 127.0.0.1 storing under dir, with bucket made up front.
+function S.s3rver(dir, bucket, logdir, limit)
+   assert(H.slurp(S.S3DIR .. "/node_modules/s3rver/package.json"),
+      "s3rver is not installed: run `make deps` (npm install in spec/s3server)")
+   local s = { dir = dir, log = logdir .. "/s3.log", limit = limit or 600 }
+   H.sh("mkdir -p " .. S.q(dir))
+   function s.start()
+      os.remove(s.log)
+      s.pid = background(s.limit, ("node %s/start.js %s %s %d"):format(S.S3DIR, S.q(dir), bucket, s.port or 0), s.log)
+      local port = tonumber(S.wait_for(s.log, "READY (%d+)", 15) or "")
+      assert(port, "s3rver did not start: " .. (H.slurp(s.log) or ""))
+      s.port = port
+   end
+   function s.stop()
+      S.stop(s.pid)
+      s.pid = nil
+   end
+   s.start()
+   return s
+end
+
+-- The rclone.conf of a pushcap root: remotes s3 (an s3rver port) and dav
+-- (a webdav port), either may be nil.  Returns its path.
+function S.rclone_conf(root, s3_port, dav_port)
+   H.sh("mkdir -p " .. root .. "/opt/fmadio/etc")
+   local path = root .. "/opt/fmadio/etc/rclone.conf"
+   local f = assert(io.open(path, "w"))
+   if s3_port then
+      f:write(("[s3]\ntype = s3\nprovider = Other\nendpoint = http://127.0.0.1:%d\naccess_key_id = S3RVER\n"
+         .. "secret_access_key = S3RVER\nforce_path_style = true\n\n"):format(s3_port))
+   end
+   if dav_port then
+      f:write(("[dav]\ntype = webdav\nurl = http://127.0.0.1:%d/\nvendor = other\n\n"):format(dav_port))
+   end
+   f:close()
+   return path
+end
+
+-- ---- a proxy that cuts connections -----------------------------------------------------
+-- 127.0.0.1:<port> -> 127.0.0.1:<target>.  cut(): every open connection is
+-- destroyed and new ones are closed as they arrive, until restore().
+function S.cutproxy(target, logdir, limit)
+   local p = { control = logdir .. "/proxy.cut", log = logdir .. "/proxy.log" }
+   os.remove(p.control)
+   p.pid = background(limit or 300, ("node %s/spec/cutproxy.js %d %s"):format(H.root, target, S.q(p.control)), p.log)
+   p.port = tonumber(S.wait_for(p.log, "READY (%d+)", 10) or "")
+   assert(p.port, "the proxy did not start: " .. (H.slurp(p.log) or ""))
+   p.cuts = 0
+   function p.cut()
+      p.cuts = p.cuts + 1
+      io.open(p.control, "w"):close()
+      -- the proxy polls the file every 20 ms and says when it has cut
+      assert(S.wait_for(p.log, "(CUT " .. p.cuts .. ")", 5), "the proxy did not cut: " .. (H.slurp(p.log) or ""))
+   end
+   function p.restore()
+      os.remove(p.control)
+      assert(S.wait_for(p.log, "(RESTORED " .. p.cuts .. ")", 5),
+         "the proxy did not restore: " .. (H.slurp(p.log) or ""))
+   end
+   function p.stop() S.stop(p.pid) end
+   return p
+end
+
+return S
