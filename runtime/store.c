@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+/* XXH3_state_t on the stack: no allocation per chunk */
+#define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 #if defined(__x86_64__)
 /* the same hash values, computed with the widest vectors the CPU has */
@@ -88,15 +90,13 @@ struct pc_store_reader {
 	uint64_t next_id;
 	int idx_fd;
 	int ended;
-	uint8_t *buf;             /* pc_store_next's chunk, read with pread */
-	struct chunk_hdr hdr;
+	uint8_t *buf;             /* the loaded chunk's records (pc_store_next, --chunked) */
+	struct chunk_hdr hdr;     /* the loaded chunk's header */
 	uint32_t pos, left;       /* walk of the loaded chunk's records */
 	uint32_t rec;             /* index of the next record in the chunk */
 	uint32_t skip;            /* records to pass over in the first chunk */
 	uint64_t cur_id;          /* the loaded chunk's id */
-	const uint8_t *map;       /* pc_store_cat: the ring, read-only; NULL: pread */
-	size_t map_len;
-	uint8_t *out;             /* pc_store_cat: output of up to CAT_CHUNKS chunks */
+	uint8_t *out;             /* pc_store_cat in pcap mode: up to CAT_CHUNKS chunks */
 	pc_store_stats st;
 	char err[256];
 };
@@ -120,18 +120,32 @@ static uint64_t chunk_hash(const struct chunk_hdr *hdr, const uint8_t *records)
 	return XXH3_64bits_withSeed(records, h.length, XXH3_64bits(&h, CHUNK_HDR));
 }
 
-/* 1 when chunk is whole and is chunk `id`.  h is the caller's copy of its
- * header, the one it goes on to use: a reader of the mapped ring must not
- * read the header twice, as the writer may be changing it. */
-static int chunk_valid(const pc_store *s, const struct chunk_hdr *h, const uint8_t *chunk, uint64_t id)
+/* h is a copy of a chunk's header and records where its records are (the
+ * slot holds them right after the header).  chunk_fits: h says it is
+ * chunk `id` and its length fits the slot; chunk_sum_ok: the checksum
+ * holds for h and the records; chunk_valid: both. */
+static int chunk_fits(const pc_store *s, const struct chunk_hdr *h, uint64_t id)
 {
-	return h->magic == CHUNK_MAGIC && h->chunk_id == id && h->length <= s->chunk_size - CHUNK_HDR &&
-	       h->hash == chunk_hash(h, chunk + CHUNK_HDR);
+	return h->magic == CHUNK_MAGIC && h->chunk_id == id && h->length <= s->chunk_size - CHUNK_HDR;
 }
 
-static int read_chunk(const pc_store *s, uint64_t id, uint8_t *buf)
+static int chunk_sum_ok(const struct chunk_hdr *h, const uint8_t *records)
 {
-	ssize_t n = pread(s->fd, buf, s->chunk_size, slot_offset(s, id));
+	return h->hash == chunk_hash(h, records);
+}
+
+static int chunk_valid(const pc_store *s, const struct chunk_hdr *h, const uint8_t *records, uint64_t id)
+{
+	return chunk_fits(s, h, id) && chunk_sum_ok(h, records);
+}
+
+/* Reads the slot of chunk id: its header into *h and the rest of the slot
+ * (chunk_size - CHUNK_HDR bytes) to records, which need not follow the
+ * header in memory.  0, or -errno. */
+static int read_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8_t *records)
+{
+	struct iovec iov[2] = { { h, CHUNK_HDR }, { records, s->chunk_size - CHUNK_HDR } };
+	ssize_t n = preadv(s->fd, iov, 2, slot_offset(s, id));
 	if (n < 0)
 		return -errno;
 	if ((size_t)n < CHUNK_HDR)
@@ -139,13 +153,10 @@ static int read_chunk(const pc_store *s, uint64_t id, uint8_t *buf)
 	return 0;
 }
 
-/* Reads chunk id into buf and checks it; 1 valid (header in *h), 0 not. */
-static int read_valid_chunk(const pc_store *s, uint64_t id, uint8_t *buf, struct chunk_hdr *h)
+/* 1 when slot id holds chunk id, whole (read into h and records). */
+static int read_valid_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8_t *records)
 {
-	if (read_chunk(s, id, buf))
-		return 0;
-	memcpy(h, buf, CHUNK_HDR);
-	return chunk_valid(s, h, buf, id);
+	return read_chunk(s, id, h, records) == 0 && chunk_valid(s, h, records, id);
 }
 
 int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char *err, size_t errlen)
@@ -199,7 +210,7 @@ static void recover_head(pc_store *s)
 {
 	struct chunk_hdr h;
 	uint64_t head = s->sb->head;
-	while (read_valid_chunk(s, head, s->chunk, &h))
+	while (read_valid_chunk(s, head, &h, s->chunk))
 		head++;
 	__atomic_store_n(&s->sb->head, head, __ATOMIC_RELEASE);
 }
@@ -322,11 +333,6 @@ static int commit(pc_store *s)
 	h->chunk_id = s->sb->head;
 	h->hash = chunk_hash(h, s->chunk + CHUNK_HDR);
 	memcpy(s->chunk, h, CHUNK_HDR);
-	/* head = this id (the last commit's store) is visible before any byte
-	 * of the slot changes, so a reader of the mapped ring that still sees
-	 * head <= id - nslots after copying a chunk out of this slot knows its
-	 * copy holds none of these bytes (pc_store_cat) */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
 	size_t len = CHUNK_HDR + h->length;
 	size_t done = 0;
 	while (done < len) {
@@ -435,7 +441,7 @@ int pc_store_reindex(pc_store *s, uint32_t capture_id, uint64_t from_id, int idx
 	int added = 0;
 	for (uint64_t id = from_id > oldest ? from_id : oldest; id < head; id++) {
 		struct chunk_hdr h;
-		if (!read_valid_chunk(s, id, s->chunk, &h))
+		if (!read_valid_chunk(s, id, &h, s->chunk))
 			continue;
 		if (h.capture_id != capture_id)
 			break;
@@ -515,23 +521,25 @@ static void count_from_idx(pc_store_reader *r, uint64_t from, uint64_t to, uint6
 	}
 }
 
-/* 1 when the writer may have begun overwriting chunk id's slot.  It
- * stores head = id + nslots before it writes a byte of that slot's next
- * lap (see commit), so a reader that copied a chunk out of the mapped ring
- * and then still sees a lower head copied only that chunk's bytes. */
-static int overwritten(const pc_store *s, uint64_t id)
+/* Chunk id, read, failed its checks: the writer overwrote it while we read
+ * it (counted as lapped), or it is corrupt. */
+static void chunk_bad(pc_store_reader *r, uint64_t id)
 {
-	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the copy's loads before head's */
-	return load_acq(&s->sb->head) - id >= s->nslots;
+	if (load_acq(&r->s->sb->head) - id >= r->s->nslots) {
+		count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+		return;
+	}
+	count_from_idx(r, id, id + 1, &r->st.corrupt_chunks, &r->st.corrupt_pkts, NULL);
+	snprintf(r->err, sizeof r->err, "chunk %llu failed its checksum and was skipped", (unsigned long long)id);
 }
 
-/* Finds chunk next_id and checks it: 1 with its header in r->hdr and the
- * chunk in *chunk, 0 when nothing is committed yet (or the capture ended:
- * see r->ended), negative on an I/O error.  With mapped the chunk is where
- * it lies in the ring: the caller copies out what it needs, then asks
- * overwritten(r->cur_id) before it uses the copy.  Otherwise the chunk is
- * read with pread into r->buf, where it stays whole. */
-static int load_chunk(pc_store_reader *r, int mapped, const uint8_t **chunk)
+/* Reads chunk next_id, its header into r->hdr and its records to records
+ * (room for chunk_size - CHUNK_HDR bytes): 1 read, 0 nothing committed yet
+ * (or the capture ended: see r->ended), negative on an I/O error.  The
+ * checksum is the caller's to check, so that pc_store_cat can check it
+ * while the records are in cache; a chunk that fails it goes to
+ * chunk_bad. */
+static int load_chunk(pc_store_reader *r, uint8_t *records)
 {
 	pc_store *s = r->s;
 	for (;;) {
@@ -552,51 +560,57 @@ static int load_chunk(pc_store_reader *r, int mapped, const uint8_t **chunk)
 			r->next_id = resume;
 			continue;
 		}
-		const uint8_t *c = r->buf;
-		if (mapped) {
-			c = r->map + slot_offset(s, r->next_id);
-		} else {
-			int rc = read_chunk(s, r->next_id, r->buf);
-			if (rc) {
-				snprintf(r->err, sizeof r->err, "reading chunk %llu: %s",
-					 (unsigned long long)r->next_id, strerror(-rc));
-				return rc;
-			}
-		}
+		uint64_t id = r->next_id;
 		struct chunk_hdr h;
-		memcpy(&h, c, CHUNK_HDR);
-		if (!chunk_valid(s, &h, c, r->next_id)) {
-			if (load_acq(&s->sb->head) - r->next_id >= s->nslots)
-				continue; /* overwritten while we read it: count it as lapped */
-			count_from_idx(r, r->next_id, r->next_id + 1, &r->st.corrupt_chunks, &r->st.corrupt_pkts, NULL);
-			snprintf(r->err, sizeof r->err, "chunk %llu failed its checksum and was skipped",
-				 (unsigned long long)r->next_id);
+		int rc = read_chunk(s, id, &h, records);
+		if (rc) {
+			snprintf(r->err, sizeof r->err, "reading chunk %llu: %s", (unsigned long long)id, strerror(-rc));
+			return rc;
+		}
+		if (!chunk_fits(s, &h, id)) {
 			r->next_id++;
+			chunk_bad(r, id);
 			continue;
 		}
 		if (h.capture_id != r->capture_id) {
-			r->ended = 1; /* the next capture starts here */
-			return 0;
+			/* the next capture starts here, unless a bit flipped */
+			if (chunk_sum_ok(&h, records)) {
+				r->ended = 1;
+				return 0;
+			}
+			r->next_id++;
+			chunk_bad(r, id);
+			continue;
 		}
 		r->hdr = h;
-		r->cur_id = r->next_id;
+		r->cur_id = id;
 		r->next_id++;
-		*chunk = c;
 		return 1;
 	}
 }
 
-/* A record's header (docs/store-format.md, Chunks).  Both ways out of the
- * store, pc_store_next and pc_store_cat, walk a chunk with rec_next. */
+/* load_chunk into r->buf, passing over chunks that fail their checksum. */
+static int load_checked(pc_store_reader *r)
+{
+	for (;;) {
+		int rc = load_chunk(r, r->buf);
+		if (rc <= 0 || chunk_sum_ok(&r->hdr, r->buf))
+			return rc;
+		chunk_bad(r, r->cur_id);
+	}
+}
+
+/* A record's header (docs/store-format.md, Chunks).  pc_store_next and
+ * pc_store_cat both walk a chunk with rec_next. */
 struct rec {
 	uint64_t ts;
 	uint32_t caplen, wire;
 };
 
 /* Decodes the record at p into *rec and returns the next record, or NULL
- * when this one runs past end (never in a chunk that passed its checksum,
- * but a chunk in the mapped ring may change under the walk). */
-static inline const uint8_t *rec_next(const uint8_t *p, const uint8_t *end, struct rec *rec)
+ * when this one runs past end (which a chunk that passed its checksum
+ * never does). */
+static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
 {
 	uint16_t c16, w16;
 	if (end - p < REC_HDR)
@@ -618,18 +632,17 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 		if (r->left == 0) {
 			if (n)
 				break; /* loading reuses the buffer the packets point into */
-			const uint8_t *c;
-			int rc = r->ended ? 0 : load_chunk(r, 0, &c);
+			int rc = r->ended ? 0 : load_checked(r);
 			if (rc <= 0)
 				return rc;
-			r->pos = CHUNK_HDR;
+			r->pos = 0;
 			r->left = r->hdr.pkt_cnt;
 			r->rec = 0;
 			r->st.chunks++;
 		}
-		const uint8_t *h = r->buf + r->pos;
+		uint8_t *h = r->buf + r->pos;
 		struct rec rec;
-		const uint8_t *next = rec_next(h, r->buf + CHUNK_HDR + r->hdr.length, &rec);
+		uint8_t *next = rec_next(h, r->buf + r->hdr.length, &rec);
 		if (!next) {
 			snprintf(r->err, sizeof r->err, "chunk %llu: record overruns the chunk",
 				 (unsigned long long)r->cur_id);
@@ -672,180 +685,191 @@ void pc_store_reader_close(pc_store_reader *r)
 {
 	if (!r)
 		return;
-	if (r->map)
-		munmap((void *)r->map, r->map_len);
 	free(r->out);
 	free(r->buf);
 	free(r);
 }
 
 /* ---- stream_cat's fast path -------------------------------------------------- */
-/* pc_store_cat reads chunks where they lie in the ring, mapped read-only,
- * instead of copying each out with pread: the checksum pass then pulls the
- * chunk into cache and the pass that writes the output reads it from
- * there, and no copy is made that only the kernel needed (that copy is the
- * whole of `cat`'s work, so it cannot be afforded on top of ours).  The
- * output of up to CAT_CHUNKS chunks is made in r->out and written at once;
- * a chunk's output joins it only when overwritten() says the writer did
- * not touch the chunk while it was read.  Where the ring cannot be mapped
- * the same code reads from r->buf, filled by pread. */
+/* The one copy is the kernel's, as for `cat`: in pcap mode each chunk is
+ * read straight into the output buffer, behind the chunks before it, and
+ * turned into pcap there.  A pcap record header is as long as an FMAD one,
+ * so only the headers change and the frames stay where they landed; the
+ * output of CAT_CHUNKS chunks goes out in one write.  The checksum is
+ * taken a stretch at a time just before that stretch's headers change,
+ * while it is in cache.  The chunked stream is the stored records behind
+ * a new chunk header: one writev from r->buf. */
 #define CAT_CHUNKS 4
-#define CAT_SLACK 64              /* copy_frame may write this far past the output */
+#define CAT_SEG 16384             /* hashed, then rewritten, in L1 */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+static int writev_all(int fd, struct iovec *iov, int n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = writev(fd, iov, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		p += w;
-		n -= (size_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
 	}
 	return 0;
 }
 
-static int cat_setup(pc_store_reader *r)
+/* The loaded chunk (records in r->buf) as an FMAD chunk: its records are
+ * already FMAD records. */
+static int cat_fmad(pc_store_reader *r, int fd)
 {
-	const pc_store *s = r->s;
-	r->out = aligned_alloc(4096, (size_t)CAT_CHUNKS * s->chunk_size + 4096);
-	if (!r->out)
-		return -ENOMEM;
-	size_t len = (size_t)SB_SIZE + (size_t)s->nslots * s->chunk_size;
-	struct stat st;
-	/* a ring shorter than its superblock says would be SIGBUS in a map, an
-	 * error from pread */
-	if (fstat(s->fd, &st) || (uint64_t)st.st_size < len || len / s->chunk_size < s->nslots)
-		return 0;
-	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, s->fd, 0);
-	if (m == MAP_FAILED)
-		return 0; /* address space: read with pread */
-	r->map = m;
-	r->map_len = len;
-	return 0;
+	uint8_t h[48];
+	memset(h, 0, sizeof h);
+	uint16_t cnt = (uint16_t)r->hdr.pkt_cnt;
+	uint32_t wire = (uint32_t)r->hdr.bytes_wire, cap = r->hdr.bytes_cap, len = r->hdr.length;
+	memcpy(h, &cnt, 2);
+	memcpy(h + 4, &wire, 4);
+	memcpy(h + 8, &cap, 4);
+	memcpy(h + 12, &len, 4);
+	memcpy(h + 16, &r->hdr.ts_first, 8);
+	memcpy(h + 24, &r->hdr.ts_last, 8);
+	struct iovec iov[2] = { { h, 48 }, { r->buf, len } };
+	return writev_all(fd, iov, 2);
 }
 
-/* Lets the pages of chunk id's slot go from our page table (not from the
- * page cache): what was read of the map must not count as our memory. */
-static void cat_release(pc_store_reader *r, uint64_t id)
+static int cat_chunked(pc_store_reader *r, int fd, int max_chunks)
 {
-	madvise((void *)(r->map + slot_offset(r->s, id)), r->s->chunk_size, MADV_DONTNEED);
-}
-
-/* The chunk as an FMAD chunk: its records are already FMAD records. */
-static size_t cat_fmad(const struct chunk_hdr *hdr, const uint8_t *chunk, uint8_t *out, pc_store_stats *st)
-{
-	uint16_t cnt = (uint16_t)hdr->pkt_cnt;
-	uint32_t wire = (uint32_t)hdr->bytes_wire, cap = hdr->bytes_cap, len = hdr->length;
-	memset(out, 0, 48);
-	memcpy(out, &cnt, 2);
-	memcpy(out + 4, &wire, 4);
-	memcpy(out + 8, &cap, 4);
-	memcpy(out + 12, &len, 4);
-	memcpy(out + 16, &hdr->ts_first, 8);
-	memcpy(out + 24, &hdr->ts_last, 8);
-	memcpy(out + 48, chunk + CHUNK_HDR, len);
-	st->packets += hdr->pkt_cnt;
-	st->bytes_wire += hdr->bytes_wire;
-	st->bytes_cap += hdr->bytes_cap;
-	return 48 + (size_t)len;
-}
-
-/* The chunk as nanosecond pcap records: each 16-byte FMAD record header
- * becomes a 16-byte pcap one before the same frame.  Never more bytes out
- * than the chunk's records. */
-static size_t cat_pcap(const struct chunk_hdr *hdr, const uint8_t *chunk, uint8_t *out, pc_store_stats *st)
-{
-	const uint8_t *p = chunk + CHUNK_HDR, *end = p + hdr->length;
-	uint8_t *o = out;
-	uint64_t pkts = 0, wire_sum = 0, cap_sum = 0;
-	struct rec rec;
-	for (const uint8_t *next; (next = rec_next(p, end, &rec)); p = next) {
-		if (rec.wire == 0)
-			continue; /* a time tick has no place in a pcap file */
-		uint32_t ph[4] = { (uint32_t)(rec.ts / 1000000000u), (uint32_t)(rec.ts % 1000000000u), rec.caplen,
-				   rec.wire };
-		memcpy(o, ph, REC_HDR);
-		memcpy(o + REC_HDR, p + REC_HDR, rec.caplen);
-		o += REC_HDR + rec.caplen;
-		pkts++;
-		wire_sum += rec.wire;
-		cap_sum += rec.caplen;
+	int done = 0;
+	while (done < max_chunks && !r->ended) {
+		int rc = load_checked(r);
+		if (rc <= 0)
+			return rc < 0 ? rc : done;
+		r->st.chunks++;
+		if (r->hdr.flags & CHUNK_EXT) {
+			/* FMAD records cannot hold these lengths: hand the chunk to
+			 * pc_store_next */
+			r->pos = 0;
+			r->left = r->hdr.pkt_cnt;
+			r->rec = 0;
+			return done ? done : -EOVERFLOW;
+		}
+		if ((rc = cat_fmad(r, fd)))
+			return rc;
+		r->st.packets += r->hdr.pkt_cnt;
+		r->st.bytes_wire += r->hdr.bytes_wire;
+		r->st.bytes_cap += r->hdr.bytes_cap;
+		done++;
 	}
-	st->packets += pkts;
-	st->bytes_wire += wire_sum;
-	st->bytes_cap += cap_sum;
-	return (size_t)(o - out);
+	return done;
+}
+
+/* The pcap record header for r. */
+static inline void pcap_header(uint8_t *to, const struct rec *r)
+{
+	uint32_t ph[4] = { (uint32_t)(r->ts / 1000000000u), (uint32_t)(r->ts % 1000000000u), r->caplen, r->wire };
+	memcpy(to, ph, REC_HDR);
+}
+
+/* Turns the records of chunk h, read to rec, into nanosecond pcap records
+ * in place, and checks the chunk's checksum on the way: each stretch is
+ * hashed before its record headers change.  Time ticks have no place in a
+ * pcap file: from the first one on, the rest of the chunk is hashed at once
+ * and the records after it move down.  Returns the pcap bytes at rec (and
+ * adds to st), or -1 when the chunk fails its checksum. */
+static ssize_t cat_pcap(const struct chunk_hdr *h, uint8_t *rec, pc_store_stats *st)
+{
+	struct chunk_hdr h0 = *h;
+	h0.hash = 0;
+	XXH3_state_t xs;
+	XXH3_64bits_reset_withSeed(&xs, XXH3_64bits(&h0, CHUNK_HDR)); /* as chunk_hash */
+	uint8_t *p = rec, *end = rec + h->length;
+	uint8_t *hashed = rec;    /* [rec, hashed) is in the hash */
+	uint8_t *w = NULL;        /* once a tick is dropped: where the next record goes */
+	uint32_t ticks = 0;
+	struct rec r;
+	for (;;) {
+		/* the common case, kept tight: the hashed headers, rewritten where
+		 * they lie */
+		uint8_t *next;
+		while (!w && hashed - p >= REC_HDR && (next = rec_next(p, end, &r)) && r.wire) {
+			pcap_header(p, &r);
+			p = next;
+		}
+		if (p == end)
+			break;
+		if (hashed - p < REC_HDR) {
+			size_t n = (size_t)(end - hashed) < CAT_SEG ? (size_t)(end - hashed) : CAT_SEG;
+			if (n == 0)
+				return -1; /* a piece of a header at the end */
+			XXH3_64bits_update(&xs, hashed, n);
+			hashed += n;
+			continue;
+		}
+		if (!(next = rec_next(p, end, &r)))
+			return -1; /* overruns the chunk: cannot pass the checksum */
+		if (r.wire == 0) {
+			if (!w) {
+				XXH3_64bits_update(&xs, hashed, (size_t)(end - hashed));
+				hashed = end;
+				w = p;
+			}
+			ticks++;
+		} else {
+			memmove(w + REC_HDR, p + REC_HDR, r.caplen);
+			pcap_header(w, &r);
+			w += REC_HDR + r.caplen;
+		}
+		p = next;
+	}
+	XXH3_64bits_update(&xs, hashed, (size_t)(end - hashed));
+	if (XXH3_64bits_digest(&xs) != h->hash)
+		return -1;
+	/* the header's sums leave ticks out, as this output does */
+	st->packets += h->pkt_cnt - ticks;
+	st->bytes_wire += h->bytes_wire;
+	st->bytes_cap += h->bytes_cap;
+	return (w ? w : end) - rec;
 }
 
 int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks)
 {
 	if (r->left || r->skip)
 		return -EINVAL; /* mid-chunk: the caller must use pc_store_next */
-	if (!r->out) {
-		int rc = cat_setup(r);
-		if (rc)
-			return rc;
-	}
-	const pc_store *s = r->s;
-	const int mapped = r->map != NULL;
+	if (chunked)
+		return cat_chunked(r, fd, max_chunks);
+	const size_t cap = (size_t)CAT_CHUNKS * (r->s->chunk_size - CHUNK_HDR);
+	if (!r->out && !(r->out = aligned_alloc(4096, cap)))
+		return -ENOMEM;
 	size_t used = 0;
 	int done = 0, rc = 0;
 	while (done < max_chunks && !r->ended) {
-		const uint8_t *c;
-		rc = load_chunk(r, mapped, &c);
+		if (used + r->s->chunk_size - CHUNK_HDR > cap) {
+			struct iovec iov = { r->out, used };
+			if ((rc = writev_all(fd, &iov, 1)))
+				return rc;
+			used = 0;
+		}
+		rc = load_chunk(r, r->out + used);
 		if (rc <= 0)
 			break;
 		rc = 0;
-		uint64_t id = r->cur_id;
-		if (chunked && (r->hdr.flags & CHUNK_EXT)) {
-			/* FMAD records cannot hold these lengths: hand the chunk to
-			 * pc_store_next, in the buffer it reads */
-			if (mapped) {
-				memcpy(r->buf, c, CHUNK_HDR + r->hdr.length);
-				cat_release(r, id);
-				if (overwritten(s, id)) {
-					count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
-					continue;
-				}
-			}
-			r->pos = CHUNK_HDR;
-			r->left = r->hdr.pkt_cnt;
-			r->rec = 0;
-			r->st.chunks++;
-			if (!done)
-				rc = -EOVERFLOW;
-			break;
+		ssize_t n = cat_pcap(&r->hdr, r->out + used, &r->st);
+		if (n < 0) {
+			chunk_bad(r, r->cur_id);
+			continue;
 		}
-		pc_store_stats add = { 0 };
-		size_t n = chunked ? cat_fmad(&r->hdr, c, r->out + used, &add) : cat_pcap(&r->hdr, c, r->out + used, &add);
-		if (mapped) {
-			cat_release(r, id);
-			if (overwritten(s, id)) {
-				/* what was made of it may be mixed with the next lap's bytes */
-				count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
-				continue;
-			}
-		}
-		used += n;
+		used += (size_t)n;
 		r->st.chunks++;
-		r->st.packets += add.packets;
-		r->st.bytes_wire += add.bytes_wire;
-		r->st.bytes_cap += add.bytes_cap;
 		done++;
-		if (used + s->chunk_size > (size_t)CAT_CHUNKS * s->chunk_size) {
-			int wrc = write_all(fd, r->out, used);
-			if (wrc)
-				return wrc;
-			used = 0;
-		}
 	}
-	if (used) {
-		int wrc = write_all(fd, r->out, used);
-		if (wrc)
-			return wrc;
-	}
+	struct iovec iov = { r->out, used };
+	int wrc = used ? writev_all(fd, &iov, 1) : 0;
+	if (wrc)
+		return wrc;
 	return rc < 0 ? rc : done;
 }
