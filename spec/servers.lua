@@ -106,8 +106,14 @@ function S.vsftpd(d, o)
          error("vsftpd did not start: " .. tostring(H.slurp(d .. "/vsftpd.out")))
       end
    end
-   -- the listener and every session: uploads in flight are cut
+   -- the listener and every session: uploads in flight are cut.  Each
+   -- session leads a session of its own (setsid), so it is stopped by its
+   -- group, found as a child of the listener.
    function f.stop()
+      if f.pid then
+         H.sh(("for l in $(ps -o pid= --ppid %d); do for s in $(ps -o pid= --ppid $l); do kill -KILL -$s $s 2>/dev/null; done; done")
+            :format(f.pid))
+      end
       S.stop_group(f.pid)
       f.pid = nil
    end
