@@ -125,6 +125,41 @@ function S.vsftpd(d, o)
    return f
 end
 
+-- ---- sshd ------------------------------------------------------------------------------
+-- sshd on 127.0.0.1 with a host key and a user key (d/userkey, for root)
+-- made in d.  Returns an object: port, key, stop() (the listener and every
+-- session), start() (same port).
+function S.sshd(d)
+   local h = { d = d, key = d .. "/userkey", port = 20000 + math.random(0, 9999) }
+   H.sh(("mkdir -p /run/sshd && cd %s && ssh-keygen -q -t ed25519 -N '' -f hostkey && ssh-keygen -q -t ed25519 -N '' -f userkey "
+      .. "&& cp userkey.pub authorized_keys"):format(d))
+   local f = assert(io.open(d .. "/sshd_config", "w"))
+   f:write(("Port %d\nListenAddress 127.0.0.1\nHostKey %s/hostkey\nAuthorizedKeysFile %s/authorized_keys\n"
+      .. "PidFile %s/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+      .. "PasswordAuthentication no\nSubsystem sftp internal-sftp\n"):format(h.port, d, d, d))
+   f:close()
+   function h.start()
+      os.remove(d .. "/sshd.pid")
+      local out, rc = H.sh(("/usr/sbin/sshd -f %s/sshd_config -E %s/sshd.log"):format(d, d))
+      assert(rc == 0, out)
+      -- sshd forks into the background once it listens
+      h.pid = tonumber(S.until_true(function() return (H.slurp(d .. "/sshd.pid") or ""):match("%d+") end, 5) or "")
+      assert(h.pid, "sshd did not start: " .. (H.slurp(d .. "/sshd.log") or ""))
+   end
+   function h.stop()
+      if not h.pid then return end
+      -- each session is a child of the listener
+      H.sh(("for s in $(ps -o pid= --ppid %d); do kill -KILL $s; done; kill -KILL %d"):format(h.pid, h.pid))
+      S.until_true(function() return not S.port_open(h.port) end, 5)
+      h.pid = nil
+   end
+   -- ssh options for a client: this key, no host key prompts
+   h.opts = ("-p %d -i %s -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+      :format(h.port, h.key)
+   h.start()
+   return h
+end
+
 -- ---- rclone serve webdav -----------------------------------------------------------
 -- Serves dir on 127.0.0.1; the first start lets the kernel pick the port,
 -- a start after stop() takes the same one again.
