@@ -184,6 +184,26 @@ describe("delivery without loss", function()
          queue_empty(d, "ftp")
          assert.matches("queued by an earlier run", worker_log(d, "ftp"))
       end)
+
+      it("remote down until the local spool disk is full: the worker waits, the queue drains it, nothing lost", function()
+         local d, sh = make_root()
+         write_config(d, remote("spoolfull"))
+         -- the spool on a 2 MB tmpfs: about seven queued splits fill it
+         local spool = d .. "/mnt/store0/spool"
+         H.sh("mkdir -p " .. spool)
+         local out, mrc = H.sh("mount -t tmpfs -o size=2m tmpfs " .. spool)
+         assert(mrc == 0, "cannot mount a tmpfs (the specs run as root): " .. out)
+         finally(function() H.sh("umount " .. spool) end)
+         ftp.stop()
+         local done = push_background(d, sh)
+         assert(S.until_true(function() return worker_log(d, "ftp"):find("possibly out of disk space", 1, true) end, 40),
+            "the spool never filled:\n" .. worker_log(d, "ftp"))
+         ftp.start()
+         assert.are.equal(0, wait_done(d, done), H.slurp(d .. "/sup.log"))
+         same_as_ref(d, ftp.root .. "/spoolfull")
+         queue_empty(d, "ftp")
+         assert.matches("delivered from the queue", worker_log(d, "ftp"))
+      end)
    end)
 
    describe("to FTP on a full disk", function()

@@ -35,6 +35,7 @@ local i64 = num.i64
 --   queue (push): function(cur, reason) -> true | nil, err.  A split whose
 --   upload or rename fails is handed to it with its spool copy (cur.spool)
 --   instead of being re-sent here; the queue owns the copy from then on.
+--   idle (push): called while the engine waits out a full disk
 --   pipe_external (true: the pipe command runs as a process even when
 --   pushcap.compress recognises it; push's Compress = "external")
 function M.new(cfg)
@@ -170,10 +171,23 @@ function Engine:write_failed(cur)
    local delay = math.min(c.retry_delay_ns * 2 ^ math.min(cur.failures - 1, 6), 60e9)
    self.log:err(("write failure. possibly out of disk space: %s (%s); retrying in %.1f s")
       :format(proc.errstr(errno), cur.pending, delay / 1e9))
-   if C.pc_sleep_ns(delay) < 0 or C.pc_signal_pending() ~= 0 then
-      return false
+   return self:wait(delay)
+end
+
+-- Sleeps ns, calling cfg.idle every 100 ms meanwhile: push's delivery queue
+-- keeps draining, which is what frees a spool disk its queued splits
+-- filled.  Returns false when a signal asks us to stop.
+function Engine:wait(ns)
+   local idle = self.cfg.idle
+   local t_end = C.pc_mono_ns() + ns
+   while true do
+      if idle then idle() end
+      local left = tonumber(t_end - C.pc_mono_ns())
+      if left <= 0 then return true end
+      if C.pc_sleep_ns(idle and math.min(left, 100e6) or left) < 0 or C.pc_signal_pending() ~= 0 then
+         return false
+      end
    end
-   return true
 end
 
 -- Closes the open split.  snap is a copy of the splitter taken before the

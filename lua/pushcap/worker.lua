@@ -167,6 +167,8 @@ function M.run(cfg, t, opts)
          end
          return queue:add(cur, reason)
       end,
+      -- while a full disk is waited out, the queue goes on (and frees the spool)
+      idle = queue and function() queue:tick() end,
       on_split_done = function(cur, trig)
          if not cur.delivered and not cur.queued then
             -- keep the saved position before this split: the restarted
