@@ -90,13 +90,12 @@ struct pc_store_reader {
 	uint64_t next_id;
 	int idx_fd;
 	int ended;
-	uint8_t *buf;             /* the loaded chunk's records (pc_store_next, --chunked) */
+	uint8_t *buf;             /* the loaded chunk's records */
 	struct chunk_hdr hdr;     /* the loaded chunk's header */
 	uint32_t pos, left;       /* walk of the loaded chunk's records */
 	uint32_t rec;             /* index of the next record in the chunk */
 	uint32_t skip;            /* records to pass over in the first chunk */
 	uint64_t cur_id;          /* the loaded chunk's id */
-	uint8_t *out;             /* pc_store_cat in pcap mode: up to CAT_CHUNKS chunks */
 	pc_store_stats st;
 	char err[256];
 };
@@ -610,7 +609,7 @@ struct rec {
 /* Decodes the record at p into *rec and returns the next record, or NULL
  * when this one runs past end (which a chunk that passed its checksum
  * never does). */
-static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
+static inline uint8_t *rec_next_ext(uint8_t *p, const uint8_t *end, struct rec *rec, int ext)
 {
 	uint16_t c16, w16;
 	if (end - p < REC_HDR)
@@ -618,11 +617,20 @@ static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
 	memcpy(&rec->ts, p, 8);
 	memcpy(&c16, p + 8, 2);
 	memcpy(&w16, p + 10, 2);
-	rec->caplen = c16 | (uint32_t)p[14] << 16;
-	rec->wire = w16 | (uint32_t)p[15] << 16;
+	rec->caplen = c16;
+	rec->wire = w16;
+	if (ext) {
+		rec->caplen |= (uint32_t)p[14] << 16;
+		rec->wire |= (uint32_t)p[15] << 16;
+	}
 	if ((size_t)(end - p - REC_HDR) < rec->caplen)
 		return NULL;
 	return p + REC_HDR + rec->caplen;
+}
+
+static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
+{
+	return rec_next_ext(p, end, rec, 1);
 }
 
 int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
@@ -685,21 +693,19 @@ void pc_store_reader_close(pc_store_reader *r)
 {
 	if (!r)
 		return;
-	free(r->out);
 	free(r->buf);
 	free(r);
 }
 
 /* ---- stream_cat's fast path -------------------------------------------------- */
-/* The one copy is the kernel's, as for `cat`: in pcap mode each chunk is
- * read straight into the output buffer, behind the chunks before it, and
- * turned into pcap there.  A pcap record header is as long as an FMAD one,
- * so only the headers change and the frames stay where they landed; the
- * output of CAT_CHUNKS chunks goes out in one write.  The checksum is
- * taken a stretch at a time just before that stretch's headers change,
- * while it is in cache.  The chunked stream is the stored records behind
- * a new chunk header: one writev from r->buf. */
-#define CAT_CHUNKS 4
+/* The one copy is the kernel's, as for `cat`.  In pcap mode a chunk's
+ * records become pcap records where they were read, in r->buf: a pcap
+ * record header is as long as an FMAD one, so only the headers change and
+ * the frames stay put; then one write.  The checksum is taken a stretch at
+ * a time just before that stretch's headers change, while it is in cache.
+ * (Reading several chunks into a larger buffer before writing was slower:
+ * one buffer of one chunk stays in cache.)  The chunked stream is the
+ * stored records behind a new chunk header: one writev from r->buf. */
 #define CAT_SEG 16384             /* hashed, then rewritten, in L1 */
 
 static int writev_all(int fd, struct iovec *iov, int n)
@@ -796,9 +802,16 @@ static ssize_t cat_pcap(const struct chunk_hdr *h, uint8_t *rec, pc_store_stats 
 		/* the common case, kept tight: the hashed headers, rewritten where
 		 * they lie */
 		uint8_t *next;
-		while (!w && hashed - p >= REC_HDR && (next = rec_next(p, end, &r)) && r.wire) {
-			pcap_header(p, &r);
-			p = next;
+		if (h->flags & CHUNK_EXT) {
+			while (!w && hashed - p >= REC_HDR && (next = rec_next_ext(p, end, &r, 1)) && r.wire) {
+				pcap_header(p, &r);
+				p = next;
+			}
+		} else {
+			while (!w && hashed - p >= REC_HDR && (next = rec_next_ext(p, end, &r, 0)) && r.wire) {
+				pcap_header(p, &r);
+				p = next;
+			}
 		}
 		if (p == end)
 			break;
@@ -842,34 +855,21 @@ int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks)
 		return -EINVAL; /* mid-chunk: the caller must use pc_store_next */
 	if (chunked)
 		return cat_chunked(r, fd, max_chunks);
-	const size_t cap = (size_t)CAT_CHUNKS * (r->s->chunk_size - CHUNK_HDR);
-	if (!r->out && !(r->out = aligned_alloc(4096, cap)))
-		return -ENOMEM;
-	size_t used = 0;
-	int done = 0, rc = 0;
+	int done = 0;
 	while (done < max_chunks && !r->ended) {
-		if (used + r->s->chunk_size - CHUNK_HDR > cap) {
-			struct iovec iov = { r->out, used };
-			if ((rc = writev_all(fd, &iov, 1)))
-				return rc;
-			used = 0;
-		}
-		rc = load_chunk(r, r->out + used);
+		int rc = load_chunk(r, r->buf);
 		if (rc <= 0)
-			break;
-		rc = 0;
-		ssize_t n = cat_pcap(&r->hdr, r->out + used, &r->st);
+			return rc < 0 ? rc : done;
+		ssize_t n = cat_pcap(&r->hdr, r->buf, &r->st);
 		if (n < 0) {
 			chunk_bad(r, r->cur_id);
 			continue;
 		}
-		used += (size_t)n;
 		r->st.chunks++;
+		struct iovec iov = { r->buf, (size_t)n };
+		if (n && (rc = writev_all(fd, &iov, 1)))
+			return rc;
 		done++;
 	}
-	struct iovec iov = { r->out, used };
-	int wrc = used ? writev_all(fd, &iov, 1) : 0;
-	if (wrc)
-		return wrc;
-	return rc < 0 ? rc : done;
+	return done;
 }
