@@ -107,6 +107,18 @@ static int apply_one(CURL *h, const char *name, const char *val, char *err, size
 	CURLcode rc = CURLE_OK;
 	if (!strcmp(name, "user")) {
 		rc = curl_easy_setopt(h, CURLOPT_USERPWD, val);
+	} else if (!strcmp(name, "ssh_key")) {
+		rc = curl_easy_setopt(h, CURLOPT_SSH_PRIVATE_KEYFILE, val);
+	} else if (!strcmp(name, "ssh_pubkey")) {
+		rc = curl_easy_setopt(h, CURLOPT_SSH_PUBLIC_KEYFILE, val);
+	} else if (!strcmp(name, "key_passwd")) {
+		rc = curl_easy_setopt(h, CURLOPT_KEYPASSWD, val);
+	} else if (!strcmp(name, "cacert")) {
+		rc = curl_easy_setopt(h, CURLOPT_CAINFO, val);
+	} else if (!strcmp(name, "capath")) {
+		rc = curl_easy_setopt(h, CURLOPT_CAPATH, val);
+	} else if (!strcmp(name, "cert")) {
+		rc = curl_easy_setopt(h, CURLOPT_SSLCERT, val);
 	} else if (!strcmp(name, "ftp_create_dirs")) {
 		rc = curl_easy_setopt(h, CURLOPT_FTP_CREATE_MISSING_DIRS,
 				      (long)(strcmp(val, "0") ? CURLFTP_CREATE_DIR_RETRY : CURLFTP_CREATE_DIR_NONE));

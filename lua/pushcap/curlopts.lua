@@ -24,6 +24,10 @@ local ARGS = {
    ["--limit-rate"] = { "limit_rate", true },
    ["-4"] = { "ipv4" }, ["--ipv4"] = { "ipv4" },
    ["-6"] = { "ipv6" }, ["--ipv6"] = { "ipv6" },
+   ["--key"] = { "ssh_key", true }, ["--pubkey"] = { "ssh_pubkey", true },
+   ["--pass"] = { "key_passwd", true },
+   ["--cacert"] = { "cacert", true }, ["--capath"] = { "capath", true },
+   ["--cert"] = { "cert", true },
 }
 -- accepted and ignored: output and progress flags of the curl command
 local IGNORED = { ["-s"] = true, ["--silent"] = true, ["-S"] = true, ["--show-error"] = true,
@@ -58,18 +62,21 @@ function M.parse(args)
    return table.concat(lines, "\n")
 end
 
--- The arguments with the -u/--user value masked, for logs.
+-- Arguments whose value is a secret.
+local SECRET = { ["-u"] = true, ["--user"] = true, ["--pass"] = true }
+
+-- The arguments with the -u/--user and --pass values masked, for logs.
 function M.mask(args)
    args = args or ""
    local w = words(args)
    if not w then
-      -- cannot split it: hide everything after a -u
-      return (args:gsub("(%-%-?u[ser]*)%s+.*$", "%1 ***"))
+      -- cannot split it: hide everything after a -u or --pass
+      return (args:gsub("(%-%-?u[ser]*)%s+.*$", "%1 ***"):gsub("(%-%-pass)%s+.*$", "%1 ***"))
    end
    local out, i = {}, 1
    while i <= #w do
       local a = w[i]
-      if (a == "-u" or a == "--user") and w[i + 1] then
+      if SECRET[a] and w[i + 1] then
          out[#out + 1] = a .. " ***"
          i = i + 2
       else
