@@ -110,6 +110,50 @@ end
 describe("delivery without loss", function()
    after_each(H.cleanup)
 
+   it("the queue outlives a stop, drops half-queued leftovers, keeps each split's final name, runs Post", function()
+      local d, sh = make_root("-p isp -n 1500 -s 30 -S 7")
+      local function config(dir)
+         local f = assert(io.open(d .. "/opt/fmadio/etc/push_pcap.lua", "w"))
+         -- a pipe command that fails (without reading) until the file "open" exists
+         f:write(([[
+local Config = { Target = {} }
+table.insert(Config.Target, { Desc = "ref", Path = "%s/out/ref/all-", Split = "--split-time 10e9", FileName = "--filename-tstr-HHMMSS" })
+table.insert(Config.Target, { Desc = "gate", Path = "%s/out/%s/all-", Split = "--split-time 10e9", FileName = "--filename-tstr-HHMMSS",
+   PipeCmd = "sh -c 'test -e %s/open && exec cat'", SplitCmd = "--retry-delay 1e8", Post = "ls >> %s/post.log" })
+return Config
+]]):format(d, d, dir, d, d))
+         f:close()
+      end
+      local function stop(done)
+         H.sh("kill -TERM " .. H.slurp(d .. "/sup.pid"):match("%d+"))
+         return wait_done(d, done, 30)
+      end
+      -- a data file without its .meta: a worker died while queueing it
+      local qdir = d .. "/mnt/store0/spool/gate/queue/push_pcap"
+      H.sh("mkdir -p " .. qdir .. " && echo junk > " .. qdir .. "/1700000000000000000-9.pcap")
+      config("a")
+      local done = push_background(d, sh)
+      wait_pending(d, "gate", 3)
+      stop(done)
+      assert.matches("removing [^\n]+/1700000000000000000%-9%.pcap: a split whose queueing did not finish", worker_log(d, "gate"))
+      assert.are.equal(6, #H.ls(qdir))
+      -- the target's Path changes before they go out: a queued split still
+      -- goes to the final name its first attempt had, and Post runs for it
+      config("b")
+      H.sh("touch " .. d .. "/open")
+      done = push_background(d, sh)
+      assert.are.equal(0, wait_done(d, done))
+      local ref = H.ls(d .. "/out/ref")
+      assert.are.equal(3, #ref)
+      assert.are.same(ref, H.ls(d .. "/out/a"))
+      assert.are.same({}, H.ls(d .. "/out/b"))
+      for _, n in ipairs(ref) do
+         assert.is_true(H.slurp(d .. "/out/ref/" .. n) == H.slurp(d .. "/out/a/" .. n), n .. " differs")
+         assert.is_truthy((H.slurp(d .. "/post.log") or ""):find(d .. "/out/a/" .. n, 1, true), "no Post for " .. n)
+      end
+      queue_empty(d, "gate")
+   end)
+
    describe("to FTP (vsftpd)", function()
       local ftp, d0
       setup(function()
@@ -155,12 +199,17 @@ describe("delivery without loss", function()
          assert.is_nil((H.slurp(d .. "/sup.log") or ""):find(ftp.pass, 1, true), "the password is in the log")
       end)
 
-      it("stopped by the operator with splits pending: the next run shows them and delivers them", function()
+      it("stopped with splits pending: kept for the next run, never sent to a changed URL, shown, delivered", function()
          local d, sh = make_root("-p isp -n 4000 -s 60 -S 5")
          write_config(d, remote("later"))
          ftp.stop()
          local done = push_background(d, sh)
-         wait_pending(d, "ftp", 3)
+         -- every split queued (the reference target has them all by then)
+         assert(S.until_true(function() return (H.slurp(d .. "/sup.log") or ""):match("push %[ref +: finished%]") end, 30),
+            "the reference target did not finish")
+         local ref = H.ls(d .. "/out/ref")
+         assert.is_true(#ref >= 5)
+         wait_pending(d, "ftp", #ref)
          -- stopped like an operator does
          H.sh("kill -TERM " .. H.slurp(d .. "/sup.pid"):match("%d+"))
          wait_done(d, done, 30)
@@ -168,7 +217,24 @@ describe("delivery without loss", function()
          assert.matches("stopping with %d+ splits pending delivery; they stay queued in", log)
          assert.is_truthy(status_of(d, "ftp"))
          assert.are.same({}, H.ls(ftp.root .. "/later"))
-         -- started again, the supervisor shows what is pending at once
+         -- the target's URL changes meanwhile: the queue does not send its
+         -- splits to the new directory, and says why
+         write_config(d, remote("elsewhere"))
+         ftp.start()
+         done = push_background(d, sh)
+         local why = S.until_true(function()
+            local l = status_of(d, "ftp")
+            return l and l:find("the target now delivers to", 1, true) and l
+         end, 20)
+         assert.is_truthy(why, worker_log(d, "ftp"))
+         assert.matches("but this split was made for CURL:ftp://127%.0%.0%.1:%d+/later/all%-", why)
+         H.sh("kill -TERM " .. H.slurp(d .. "/sup.pid"):match("%d+"))
+         wait_done(d, done, 30)
+         assert.are.same({}, H.ls(ftp.root .. "/elsewhere"))
+         ftp.stop()
+         -- URL restored and started again: the supervisor shows what is
+         -- pending at once, and the queue goes out when the server is back
+         write_config(d, remote("later"))
          done = push_background(d, sh)
          local shown = S.until_true(function()
             return (H.slurp(d .. "/sup.log") or ""):match("push %[ftp +: (%d+ splits pending delivery, oldest [^\n]+)%]")
@@ -176,13 +242,13 @@ describe("delivery without loss", function()
          assert.is_truthy(shown, H.slurp(d .. "/sup.log"))
          ftp.start()
          assert.are.equal(0, wait_done(d, done))
-         local ref = H.ls(d .. "/out/ref")
          assert.are.same(ref, H.ls(ftp.root .. "/later"))
          for _, n in ipairs(ref) do
             assert.is_true(H.slurp(d .. "/out/ref/" .. n) == H.slurp(ftp.root .. "/later/" .. n), n .. " differs")
          end
          queue_empty(d, "ftp")
          assert.matches("queued by an earlier run", worker_log(d, "ftp"))
+         assert.is_nil(worker_log(d, "ftp"):find(ftp.pass, 1, true), "the password is in the log")
       end)
 
       it("remote down until the local spool disk is full: the worker waits, the queue drains it, nothing lost", function()
