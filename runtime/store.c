@@ -606,14 +606,12 @@ struct rec {
 	uint32_t caplen, wire;
 };
 
-/* Decodes the record at p into *rec and returns the next record, or NULL
- * when this one runs past end (which a chunk that passed its checksum
- * never does). */
-static inline uint8_t *rec_next_ext(uint8_t *p, const uint8_t *end, struct rec *rec, int ext)
+/* Decodes the record header at p.  ext = 0 for a chunk without CHUNK_EXT,
+ * where the lengths' high bytes are all 0: one step less on the chain of
+ * loads that a walk of records is. */
+static inline void rec_decode(const uint8_t *p, struct rec *rec, int ext)
 {
 	uint16_t c16, w16;
-	if (end - p < REC_HDR)
-		return NULL;
 	memcpy(&rec->ts, p, 8);
 	memcpy(&c16, p + 8, 2);
 	memcpy(&w16, p + 10, 2);
@@ -623,14 +621,18 @@ static inline uint8_t *rec_next_ext(uint8_t *p, const uint8_t *end, struct rec *
 		rec->caplen |= (uint32_t)p[14] << 16;
 		rec->wire |= (uint32_t)p[15] << 16;
 	}
+}
+
+/* Decodes the record at p and returns the next one, or NULL when this one
+ * runs past end (which a chunk that passed its checksum never does). */
+static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
+{
+	if (end - p < REC_HDR)
+		return NULL;
+	rec_decode(p, rec, 1);
 	if ((size_t)(end - p - REC_HDR) < rec->caplen)
 		return NULL;
 	return p + REC_HDR + rec->caplen;
-}
-
-static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
-{
-	return rec_next_ext(p, end, rec, 1);
 }
 
 int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
@@ -781,6 +783,22 @@ static inline void pcap_header(uint8_t *to, const struct rec *r)
 	memcpy(to, ph, REC_HDR);
 }
 
+/* The common case, kept tight: rewrites in place the headers of the
+ * records from p on whose headers end by lim, up to the first tick or a
+ * length that runs past end.  Returns where it stopped. */
+static inline uint8_t *pcap_headers(uint8_t *p, const uint8_t *lim, const uint8_t *end, int ext)
+{
+	while (lim - p >= REC_HDR) {
+		struct rec r;
+		rec_decode(p, &r, ext);
+		if (r.wire == 0 || (size_t)(end - p) - REC_HDR < r.caplen)
+			break;
+		pcap_header(p, &r);
+		p += REC_HDR + r.caplen;
+	}
+	return p;
+}
+
 /* Turns the records of chunk h, read to rec, into nanosecond pcap records
  * in place, and checks the chunk's checksum on the way: each stretch is
  * hashed before its record headers change.  Time ticks have no place in a
@@ -792,61 +810,54 @@ static ssize_t cat_pcap(const struct chunk_hdr *h, uint8_t *rec, pc_store_stats 
 	struct chunk_hdr h0 = *h;
 	h0.hash = 0;
 	XXH3_state_t xs;
+	XXH3_INITSTATE(&xs); /* reset would trust a stale seed and secret */
 	XXH3_64bits_reset_withSeed(&xs, XXH3_64bits(&h0, CHUNK_HDR)); /* as chunk_hash */
-	uint8_t *p = rec, *end = rec + h->length;
-	uint8_t *hashed = rec;    /* [rec, hashed) is in the hash */
-	uint8_t *w = NULL;        /* once a tick is dropped: where the next record goes */
+	const size_t len = h->length;
+	size_t pos = 0;           /* the next record */
+	size_t hashed = 0;        /* [0, hashed) is in the hash */
+	size_t w = 0;             /* where that record goes: below pos once a tick is dropped */
 	uint32_t ticks = 0;
-	struct rec r;
-	for (;;) {
-		/* the common case, kept tight: the hashed headers, rewritten where
-		 * they lie */
-		uint8_t *next;
-		if (h->flags & CHUNK_EXT) {
-			while (!w && hashed - p >= REC_HDR && (next = rec_next_ext(p, end, &r, 1)) && r.wire) {
-				pcap_header(p, &r);
-				p = next;
-			}
-		} else {
-			while (!w && hashed - p >= REC_HDR && (next = rec_next_ext(p, end, &r, 0)) && r.wire) {
-				pcap_header(p, &r);
-				p = next;
-			}
+	while (pos < len) {
+		if (w == pos) {
+			uint8_t *p = (h->flags & CHUNK_EXT) ? pcap_headers(rec + pos, rec + hashed, rec + len, 1)
+							     : pcap_headers(rec + pos, rec + hashed, rec + len, 0);
+			w = pos = (size_t)(p - rec);
+			if (pos == len)
+				break;
 		}
-		if (p == end)
-			break;
-		if (hashed - p < REC_HDR) {
-			size_t n = (size_t)(end - hashed) < CAT_SEG ? (size_t)(end - hashed) : CAT_SEG;
+		if (pos + REC_HDR > hashed) {
+			size_t n = len - hashed < CAT_SEG ? len - hashed : CAT_SEG;
 			if (n == 0)
 				return -1; /* a piece of a header at the end */
-			XXH3_64bits_update(&xs, hashed, n);
+			XXH3_64bits_update(&xs, rec + hashed, n);
 			hashed += n;
 			continue;
 		}
-		if (!(next = rec_next(p, end, &r)))
+		struct rec r;
+		uint8_t *next = rec_next(rec + pos, rec + len, &r);
+		if (!next)
 			return -1; /* overruns the chunk: cannot pass the checksum */
 		if (r.wire == 0) {
-			if (!w) {
-				XXH3_64bits_update(&xs, hashed, (size_t)(end - hashed));
-				hashed = end;
-				w = p;
+			if (hashed < len) {
+				XXH3_64bits_update(&xs, rec + hashed, len - hashed);
+				hashed = len;
 			}
 			ticks++;
 		} else {
-			memmove(w + REC_HDR, p + REC_HDR, r.caplen);
-			pcap_header(w, &r);
+			memmove(rec + w + REC_HDR, rec + pos + REC_HDR, r.caplen);
+			pcap_header(rec + w, &r);
 			w += REC_HDR + r.caplen;
 		}
-		p = next;
+		pos = (size_t)(next - rec);
 	}
-	XXH3_64bits_update(&xs, hashed, (size_t)(end - hashed));
+	XXH3_64bits_update(&xs, rec + hashed, len - hashed);
 	if (XXH3_64bits_digest(&xs) != h->hash)
 		return -1;
 	/* the header's sums leave ticks out, as this output does */
 	st->packets += h->pkt_cnt - ticks;
 	st->bytes_wire += h->bytes_wire;
 	st->bytes_cap += h->bytes_cap;
-	return (w ? w : end) - rec;
+	return (ssize_t)w;
 }
 
 int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks)
