@@ -153,6 +153,9 @@ function M.new(o)
    }, Q)
    local rc = C.pc_mkdirs(q.dir, 448)
    if rc < 0 then return nil, ("cannot create the queue directory %s: %s"):format(q.dir, proc.errstr(rc)) end
+   -- LuaJIT starts every process with the same seed: without this, the
+   -- jitter would be the same in every worker
+   math.randomseed(C.pc_getpid() * 1000003 + tonumber(C.pc_now_ns() % 1000000007))
    return q
 end
 
