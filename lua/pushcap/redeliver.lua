@@ -7,7 +7,8 @@
 -- * Durable first.  The split's raw spool copy is moved into the queue
 --   directory as <id>.pcap, then <id>.meta (its final name, where it was
 --   going, why it failed) is written to a .tmp and renamed, so an entry
---   exists whole or not at all.  Only then does the worker save its
+--   exists whole or not at all; data, .meta and directory are fsynced, so
+--   it survives a power cut too.  Only then does the worker save its
 --   position past the split.  A worker that dies before that makes the
 --   split again from the store; one that dies after finds the entry here
 --   when it starts (scan).
@@ -61,8 +62,9 @@ local function slurp(path)
    return s
 end
 
--- Writes text to path through path.tmp and a rename.  Returns true or nil, err.
-local function write_atomic(path, text)
+-- Writes text to path through path.tmp and a rename.  durable: the text
+-- is on disk (fsync) before the rename.  Returns true or nil, err.
+local function write_atomic(path, text, durable)
    local tmp = path .. ".tmp"
    local f, err = io.open(tmp, "wb")
    if not f then return nil, err end
@@ -71,6 +73,13 @@ local function write_atomic(path, text)
    if not ok or not cok then
       os.remove(tmp)
       return nil, ("cannot write %s: %s"):format(tmp, tostring(werr or cerr))
+   end
+   if durable then
+      local frc = C.pc_fsync_path(tmp)
+      if frc < 0 then
+         os.remove(tmp)
+         return nil, ("cannot sync %s: %s"):format(tmp, proc.errstr(frc))
+      end
    end
    local rc = C.pc_rename(tmp, path)
    if rc < 0 then
@@ -219,12 +228,21 @@ function Q:add(cur, reason)
       desc = self.desc, config = M.config_name(self.config_path), queued_ns = num.str(C.pc_now_ns()),
       attempts = 1, reason = mask(reason or "?"),
    }
-   local rc = C.pc_rename(cur.spool, data_path(self, id))
+   -- on disk before the worker's position moves past the split: data,
+   -- then the .meta that makes it an entry, then the directory
+   local rc = C.pc_fsync_path(cur.spool)
+   if rc < 0 then return nil, ("cannot sync %s: %s"):format(cur.spool, proc.errstr(rc)) end
+   rc = C.pc_rename(cur.spool, data_path(self, id))
    if rc < 0 then
       return nil, ("cannot move %s into %s: %s"):format(cur.spool, self.dir, proc.errstr(rc))
    end
-   local ok, err = self:save_meta(e)
+   local ok, err = write_atomic(meta_path(self, id), encode(e, META_KEYS), true)
+   if ok then
+      rc = C.pc_fsync_path(self.dir)
+      if rc < 0 then ok, err = nil, ("cannot sync %s: %s"):format(self.dir, proc.errstr(rc)) end
+   end
    if not ok then
+      os.remove(meta_path(self, id))
       C.pc_rename(data_path(self, id), cur.spool)
       return nil, err
    end
