@@ -4,6 +4,7 @@
  * never pasted into a shell line.  Only the user's own command strings
  * (--pipe-cmd, --script-new ...) are run through "sh -c", by the Lua side,
  * with file names passed as positional arguments. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -222,6 +223,29 @@ int pc_mkdirs(const char *path, int mode)
 	if (stat(path, &st))
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+long pc_listdir(const char *path, char *buf, size_t len)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	size_t need = 0;
+	struct dirent *e;
+	errno = 0;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		size_t n = strlen(e->d_name);
+		if (need + n + 1 <= len) {
+			memcpy(buf + need, e->d_name, n);
+			buf[need + n] = '\n';
+		}
+		need += n + 1;
+	}
+	int err = errno;
+	closedir(d);
+	return err ? -err : (long)need;
 }
 
 int pc_fsync_path(const char *path)

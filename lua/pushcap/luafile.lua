@@ -209,6 +209,7 @@ local function dirname(path)
 end
 M.dirname = dirname
 
+-- The whole file, or nil when it cannot be read.
 local function read_all(path)
    local f = io.open(path, "rb")
    if not f then return nil end
@@ -216,6 +217,7 @@ local function read_all(path)
    f:close()
    return s
 end
+M.read_all = read_all
 M.read = read_all
 
 -- fsync(2) of a file or directory.

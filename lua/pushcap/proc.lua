@@ -62,6 +62,22 @@ function M.quote(s)
    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- The names in directory dir (unsorted), or nil and a message.
+function M.listdir(dir)
+   local size = 4096
+   while true do
+      local buf = ffi.new("char[?]", size)
+      local n = tonumber(C.pc_listdir(dir, buf, size))
+      if n < 0 then return nil, ("cannot list %s: %s"):format(dir, M.errstr(n)) end
+      if n <= size then
+         local names = {}
+         for name in ffi.string(buf, n):gmatch("[^\n]+") do names[#names + 1] = name end
+         return names
+      end
+      size = n + 4096
+   end
+end
+
 function M.kill(pid, sig) return C.pc_kill(pid, sig or 15) end
 
 function M.errstr(rc)

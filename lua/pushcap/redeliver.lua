@@ -54,13 +54,7 @@ local STOP_GRACE_NS = 3e9
 local mask = sinkmod.mask_text
 
 -- ---- small file helpers ------------------------------------------------------
-local function slurp(path)
-   local f = io.open(path, "rb")
-   if not f then return nil end
-   local s = f:read("*a")
-   f:close()
-   return s
-end
+local slurp = require("pushcap.luafile").read_all
 
 -- Writes text to path through path.tmp and a rename.  durable: the text
 -- is on disk (fsync) before the rename.  Returns true or nil, err.
@@ -117,22 +111,6 @@ end
 local META_KEYS = { "name", "pending", "dest", "desc", "config", "queued_ns",
                     "attempts", "reason" }
 local STATUS_KEYS = { "pending", "oldest", "reason", "next_ns", "attempting" }
-
--- The entries of dir, by spawning ls with argv (no shell, no config value
--- parsed by one); its output goes through a file next to dir.
-local function list_dir(dir)
-   local listing = dir .. ".list"
-   local fd = C.pc_open_write(listing)
-   if fd < 0 then return nil, ("cannot create %s: %s"):format(listing, proc.errstr(fd)) end
-   local rc = proc.run({ "ls", "-1", "-A", "--", dir }, fd)
-   C.pc_close(fd)
-   local text = slurp(listing)
-   os.remove(listing)
-   if rc ~= 0 then return nil, ("cannot list %s (ls exited %d)"):format(dir, rc) end
-   local names = {}
-   for l in (text or ""):gmatch("[^\n]+") do names[#names + 1] = l end
-   return names
-end
 
 local function plural(n) return n == 1 and "1 split" or (n .. " splits") end
 
@@ -296,7 +274,7 @@ end
 -- so the file is removed.
 function Q:scan()
    self:kill_stale_helper()
-   local names, err = list_dir(self.dir)
+   local names, err = proc.listdir(self.dir)
    if not names then return nil, err end
    local has = {}
    for _, n in ipairs(names) do has[n] = true end

@@ -100,12 +100,10 @@ end
 -- expired = "no" | "partly" | "yes".
 function Store:captures()
    local list = {}
-   local p = io.popen("ls -1 '" .. self.dir .. "/captures' 2>/dev/null")
-   for f in p:lines() do
+   for _, f in ipairs(require("pushcap.proc").listdir(self.dir .. "/captures") or {}) do
       local id = f:match("^(%d+)%.meta$")
       if id then list[#list + 1] = read_meta(self.dir .. "/captures/" .. f) end
    end
-   p:close()
    table.sort(list, function(a, b) return a.id < b.id end)
    local info = self:info()
    local oldest = tonumber(info.oldest)
