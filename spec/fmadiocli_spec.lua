@@ -240,7 +240,19 @@ describe("fmadiocli config push-pcap mod, each field", function()
       assert.are.same({ "CURL", "ftp://127.0.0.1/in/p-", "--user a:b" }, { t.Mode, t.Path, t.CurlArgs })
       local cout, rc = check(r)
       assert.are.equal(0, rc, cout)
-      assert.truthy(cout:find("--curl '--user a:b' ftp://127.0.0.1/in/p-", 1, true), cout)
+      -- --check shows the curl arguments with the password hidden
+      assert.truthy(cout:find("--curl '--user ***' ftp://127.0.0.1/in/p-", 1, true), cout)
+      assert.is_nil(cout:find("a:b", 1, true), cout)
+   end)
+
+   it("SSH mode with its host path and SshArgs", function()
+      local r = new_root()
+      new_target(r, "arch", "mode", "ssh", "path", "cap@archive:/data/all-", "ssh-args", "-i /k/id -p 2222")
+      local t = eval(r.conf).Target[1]
+      assert.are.same({ "SSH", "cap@archive:/data/all-", "-i /k/id -p 2222" }, { t.Mode, t.Path, t.SshArgs })
+      local cout, rc = check(r)
+      assert.are.equal(0, rc, cout)
+      assert.truthy(cout:find("--ssh '-i /k/id -p 2222 cap@archive:/data/all-'", 1, true), cout)
    end)
 
    it("LXC mode with the ring as Path", function()
@@ -350,7 +362,8 @@ describe("fmadiocli rejects a bad change with a clear message and leaves the fil
       { "a time unit for a size", { "mod", "a", "split-size", "1m" }, [[split-size "1m": '1m' has an unknown unit 'm']] },
       { "not a number", { "mod", "a", "split-size", "lots" }, [[split-size "lots": 'lots' is not a number]] },
       { "a zero split", { "mod", "a", "split-time", "0" }, [[split-time "0": must be more than 0]] },
-      { "unknown mode", { "mod", "a", "mode", "ssh" }, [[mode "ssh": is not a mode (use File, NULL, RCLONE, CURL, LXC]] },
+      { "unknown mode", { "mod", "a", "mode", "scp" }, [[mode "scp": is not a mode (use File, NULL, RCLONE, CURL, SSH, LXC]] },
+      { "SSH mode on a local Path", { "mod", "a", "mode", "ssh" }, [[Path: "/data/a-" is not [user@]host:/dir/prefix (SSH mode)]] },
       { "unknown field", { "mod", "a", "colour", "red" }, [[unknown field 'colour' (fields: name, mode, path,]] },
       { "unknown target", { "mod", "nope", "path", "/x" }, [[no target named "nope" (targets: a, b)]] },
       { "duplicate name on new", { "new", "b" }, [[name "b": target #2 already has that name]] },

@@ -14,12 +14,13 @@ local splitopts = require("pushcap.splitopts")
 local paths = require("pushcap.paths")
 local num = require("pushcap.num")
 local sink = require("pushcap.sink")
+local curlopts = require("pushcap.curlopts")
 
 local M = {}
 
 M.DEFAULT_TIMEOUT_RING = 30e9
 M.DEFAULT_FILENAME = "--filename-tstr-HHMMSS"
-M.MODES = { "file", "null", "rclone", "curl", "lxc" }
+M.MODES = { "file", "null", "rclone", "curl", "ssh", "lxc" }
 
 local mode_known = {}
 for _, m in ipairs(M.MODES) do mode_known[m] = true end
@@ -30,7 +31,7 @@ local TARGET_FIELDS = {
    "Desc", "Mode", "Path", "Split", "SplitCmd", "FileName", "FilterBPF", "FilterFrame", "Decap",
    "PipeCmd", "FileSuffix", "Chunked", "FollowStart", "CPU", "StreamCat", "ScriptNew", "Post",
    -- pushcap's
-   "TimeoutRing", "Output", "Compress", "CurlArgs",
+   "TimeoutRing", "Output", "Compress", "CurlArgs", "SshArgs",
 }
 local function set(list)
    local s = {}
@@ -41,7 +42,7 @@ local top_known, target_known = set(TOP_FIELDS), set(TARGET_FIELDS)
 
 -- fields that only feed pcap_split, ignored (with a warning) in LXC mode
 local PCAP_SPLIT_FIELDS = { "Split", "FileName", "SplitCmd", "PipeCmd", "FileSuffix", "ScriptNew",
-                            "Post", "Compress", "CurlArgs" }
+                            "Post", "Compress", "CurlArgs", "SshArgs" }
 
 -- ---- small helpers ---------------------------------------------------------
 
@@ -372,7 +373,7 @@ local function check_target(i, t, top, problem, warn)
          if mode_known[low] then
             mode = low
          else
-            err("Mode", ("unknown mode %s (use File, NULL, RCLONE, CURL or LXC; case does not matter)")
+            err("Mode", ("unknown mode %s (use File, NULL, RCLONE, CURL, SSH or LXC; case does not matter)")
                :format(show(mv)))
             mode = nil
          end
@@ -389,6 +390,7 @@ local function check_target(i, t, top, problem, warn)
          else
             err("Path", "missing (" .. (mode == "lxc" and "the lxc_ring file"
                or mode == "curl" and "the URL and file prefix, e.g. ftp://host/dir/prefix"
+               or mode == "ssh" and "the host and file prefix, e.g. capture@archive:/data/pcap/all-"
                or "the output prefix, e.g. /mnt/remote0/pcap/all-") .. ")")
          end
       end
@@ -463,6 +465,7 @@ local function check_target(i, t, top, problem, warn)
    local suffix = str("FileSuffix", nil)
    if suffix and blank(suffix) then suffix = nil end
    local curl_args = str("CurlArgs", "")
+   local ssh_args = str("SshArgs", "")
 
    if mode == "lxc" then
       for _, f in ipairs(PCAP_SPLIT_FIELDS) do
@@ -478,6 +481,14 @@ local function check_target(i, t, top, problem, warn)
    end
    if t.CurlArgs ~= nil and mode ~= "curl" then
       warning("CurlArgs", "ignored: only CURL mode uses it")
+   end
+   if t.SshArgs ~= nil and mode ~= "ssh" then
+      warning("SshArgs", "ignored: only SSH mode uses it")
+   end
+   local path_ok = true
+   if mode == "ssh" and path ~= "" and not path:match("^[^%s/:]+:[^%s]") then
+      err("Path", ("%s is not [user@]host:/dir/prefix (SSH mode)"):format(show(path)))
+      path_ok = false
    end
 
    -- the pcap_split words of Split, FileName, SplitCmd, each checked alone
@@ -551,7 +562,9 @@ local function check_target(i, t, top, problem, warn)
 
    -- argv in the appliance's order: -o Path, Split, FileName, --pipe-cmd,
    -- mode flag, --filename-suffix, (--script-new), SplitCmd
-   local argv = { "-o", mode == "curl" and "" or path }
+   -- CURL and SSH name files by the prefix at the end of Path, as
+   -- pcap_split --curl/--ssh do with -o ""
+   local argv = { "-o", (mode == "curl" or mode == "ssh") and "" or path }
    append(argv, fw.Split or {})
    append(argv, fw.FileName or {})
    if pipe then append(argv, { "--pipe-cmd", pipe }) end
@@ -561,13 +574,16 @@ local function check_target(i, t, top, problem, warn)
       argv[#argv + 1] = "--null"
    elseif mode == "curl" then
       append(argv, { "--curl", curl_args, path })
+   elseif mode == "ssh" then
+      -- pcap_split's one --ssh value: the ssh options, then host:/dir/prefix
+      append(argv, { "--ssh", (ssh_args:match("%S") and (ssh_args .. " ") or "") .. path })
    end
    if suffix then append(argv, { "--filename-suffix", suffix }) end
    if script_new then append(argv, { "--script-new", script_new }) end
    append(argv, fw.SplitCmd or {})
    tg.argv = argv
 
-   if parsed and mode then
+   if parsed and mode and path_ok then
       local o, perr = splitopts.parse(argv)
       if not o then
          err("Split/FileName/SplitCmd", perr)
@@ -749,7 +765,8 @@ local function example_name(tg)
       s = (s / o.target) * o.target
       e = s + o.target
    end
-   local prefix = o.mode == "curl" and (o.curl_url or "") or o.prefix
+   local prefix = o.mode == "curl" and (o.curl_url or "") or o.mode == "ssh" and (o.ssh_spec or ""):match("(%S+)$")
+      or o.prefix
    return prefix .. r.timestring(s, e) .. o.suffix
 end
 
@@ -774,10 +791,14 @@ function M.describe(cfg)
    for _, tg in ipairs(cfg.targets) do
       add("target %d %s", tg.index, tg.desc and ('"' .. tg.desc .. '"') or "(no Desc)")
       add("  mode        %s", tostring(tg.mode or "?"))
-      add("  path        %s", tg.path ~= "" and tg.path or "-")
+      add("  path        %s", tg.path ~= "" and sink.mask_text(tg.path) or "-")
       if tg.argv then
          local w = {}
-         for k, a in ipairs(tg.argv) do w[k] = shell_word(a) end
+         for k, a in ipairs(tg.argv) do
+            -- user names and passwords in curl arguments and URLs stay hidden
+            if tg.argv[k - 1] == "--curl" and k < #tg.argv then a = curlopts.mask(a) end
+            w[k] = shell_word(sink.mask_text(a))
+         end
          add("  pcap_split  %s", table.concat(w, " "))
          add("  split       %s", split_text(tg))
       else

@@ -110,7 +110,7 @@ end
 -- Per-target fields, in the order help lists them.
 M.TARGET_FIELDS = {
    { "name", "Desc", nonempty, "the target's name; its logs are push_<name>_..." },
-   { "mode", "Mode", mode, "File, NULL, RCLONE, CURL or LXC" },
+   { "mode", "Mode", mode, "File, NULL, RCLONE, CURL, SSH or LXC" },
    { "path", "Path", text, "output prefix, rclone remote:path/prefix, URL, or the LXC ring" },
    { "split-time", "Split", split_by("time", "--split-time", "60s, 1m, 1h, 60e9"),
      "split every T: 60s, 1m, 1h, or ns (60e9); stored as --split-time <ns>" },
@@ -135,6 +135,7 @@ M.TARGET_FIELDS = {
    { "output", "Output", text, "original or decap: which frame is written" },
    { "compress", "Compress", text, "auto or external: may PipeCmd run in-process" },
    { "curl-args", "CurlArgs", text, "extra curl options for CURL mode" },
+   { "ssh-args", "SshArgs", text, "ssh options for SSH mode (-i key, -p port, -o ...)" },
 }
 
 -- Top-level fields (`set`).
@@ -147,7 +148,7 @@ M.TOP_FIELDS = {
 -- Field order in the written file: the appliance's, then pushcap's.
 M.TARGET_ORDER = { "Desc", "Mode", "Path", "Split", "SplitCmd", "PipeCmd", "FileSuffix", "FileName",
                    "FilterBPF", "FilterFrame", "Decap", "FollowStart", "Chunked", "CPU", "StreamCat",
-                   "ScriptNew", "Post", "TimeoutRing", "Output", "Compress", "CurlArgs" }
+                   "ScriptNew", "Post", "TimeoutRing", "Output", "Compress", "CurlArgs", "SshArgs" }
 M.TOP_ORDER = { "FollowStart", "Decap", "TimeoutRing" }
 
 local function squash(s) return (s:lower():gsub("[%-_]", "")) end

@@ -155,8 +155,10 @@ modes.curl = {
 modes.ssh = {
    describe = function(self, name) return "SSH:" .. self.ssh_host .. ":" .. self.ssh_dir .. name end,
    upload = function(self, pending)
-      return proc.sh_argv("ssh " .. self.ssh_opts .. ' "$1" "$2"',
-         { self.ssh_host, "cat > " .. proc.quote(self.ssh_dir .. pending) }, true)
+      -- the directory is made as in File mode: a missing one is no lost split
+      local remote = "cat > " .. proc.quote(self.ssh_dir .. pending)
+      if self.ssh_dir ~= "" then remote = "mkdir -p " .. proc.quote(self.ssh_dir) .. " && " .. remote end
+      return proc.sh_argv("ssh " .. self.ssh_opts .. ' "$1" "$2"', { self.ssh_host, remote }, true)
    end,
    prepare = function() return true end,
    rename = function(self, from, to)
