@@ -601,11 +601,12 @@ describe("config.describe", function()
          "\n  decap       on; writes the decapsulated frame\n",
          '\n  compress    PipeCmd "gzip %-c %-1" %(Compress auto: in%-process when recognised%)\n',
          "\n  cpu         30\n",
-         "\n  stall       TimeoutRing 300 s, then restart from the current time %(%-%-ring%-timeout%-exit%)\n",
+         "\n  on failure  the split is queued and re%-sent until delivered\n",
          '\n  hooks       ScriptNew none; Post "/bin/post"\n',
          '\ntarget 2 "ring"\n',
          "\n  mode        lxc\n",
          "\n  pcap_split  %- %(stream_cat writes the ring%)\n",
+         "\n  stall       TimeoutRing 300 s, then keep waiting\n",
       }
       for _, pat in ipairs(expect) do
          assert.is_truthy(text:match(pat), "missing " .. pat .. " in\n" .. text)

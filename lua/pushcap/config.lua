@@ -821,8 +821,12 @@ function M.describe(cfg)
       add("  cpu         %s", tg.cpu and tostring(tg.cpu) or "default")
       add("  start       %s; chunked %s", tg.follow_start and "start of the active capture" or "current position",
          tostring(tg.chunked))
-      add("  stall       TimeoutRing %s, then %s", seconds(tg.timeout_ring),
-         tg.ring_timeout_exit and "restart from the current time (--ring-timeout-exit)" or "keep retrying")
+      if tg.mode == "lxc" then
+         add("  stall       TimeoutRing %s, then %s", seconds(tg.timeout_ring),
+            tg.ring_timeout_exit and "restart from the current time (--ring-timeout-exit)" or "keep waiting")
+      else
+         add("  on failure  the split is queued and re-sent until delivered")
+      end
       if tg.stream_cat ~= "" then add("  stream_cat  %s", tg.stream_cat) end
       add("  hooks       ScriptNew %s; Post %s", tg.script_new and ('"' .. tg.script_new .. '"') or "none",
          tg.post and ('"' .. tg.post .. '"') or "none")
