@@ -177,7 +177,9 @@ local FIELDS = {
    { "follow-start", "yes", "FollowStart", true, "start       start of the active capture",
      function(t) return t.follow_start == true end },
    { "decap", "false", "Decap", false, "decap       off", function(t) return t.decap == false end },
-   { "timeout-ring", "5m", "TimeoutRing", 300e9, "TimeoutRing 300 s", function(t) return t.timeout_ring == 300e9 end },
+   -- TimeoutRing is an LXC target's
+   { "timeout-ring", "5m", "TimeoutRing", 300e9, "TimeoutRing 300 s", function(t) return t.timeout_ring == 300e9 end,
+     { "mode", "lxc" } },
    { "output", "decap", "Output", "decap", "writes the decapsulated frame", function(t) return t.output == "decap" end },
    { "compress", "external", "Compress", "external", "Compress external", function(t) return t.compress == "external" end,
      { "pipe-cmd", "gzip -c" } },
