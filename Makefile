@@ -62,6 +62,7 @@ bench: all
 	bash bench/run.sh
 	bash bench/store.sh
 	bash bench/push.sh
+	bash bench/remote.sh
 
 # The main job on an embedded sample: generate five minutes of ISP-like
 # traffic, import it into a capture store under build/demo/root, and push it

@@ -130,8 +130,9 @@ hyperfine --style basic --warmup 1 --runs "$RUNS" --prepare "$clean" --export-js
 
 # each push delivered every byte: one more run of each, checked
 eval "$clean"
-eval "$(push rclone)" && eval "$(push curl)"
-sum_remote() { rclone --config="$CONF" lsl "$1" | awk '{ n++; b += $1 - 24 } END { printf "%d %d", n, b }'; }
+eval "$(push rclone)" || die "the check push to S3 failed: $(tail -5 "$PUSHCAP_ROOT/mnt/store0/log/push_b.cur")"
+eval "$(push curl)" || die "the check push to FTP failed: $(tail -5 "$PUSHCAP_ROOT/mnt/store0/log/push_b.cur")"
+sum_remote() { rclone --config="$CONF" lsl "$1" | awk '{ n++; b += $1 - 24 } END { printf "%d %d\n", n, b }'; }
 read -r objs obytes < <(sum_remote s3:bench/push)
 read -r ftps fbytes < <(sum_remote "$WORK/ftp/push")
 want=$(( $(stat -c %s "$WORK/isp.pcap") - 24 ))
