@@ -334,26 +334,33 @@ return Config
          assert.matches("Cmd %[rclone [^\n]+ moveto ", log)
       end)
 
-      it("SSH (an sftp remote, sshd) stopped mid-push and started again: every split there, byte-identical", function()
-         local sshd = S.sshd(dir)
-         local d, sh = make_root()
-         H.sh("mkdir -p " .. d .. "/opt/fmadio/etc")
-         local f = assert(io.open(d .. "/opt/fmadio/etc/rclone.conf", "w"))
-         f:write(("[ssh]\ntype = sftp\nhost = 127.0.0.1\nport = %d\nuser = root\nkey_file = %s\n"):format(sshd.port, sshd.key))
-         f:close()
-         local remote = dir .. "/remote"
-         write_config(d, ('Desc = "ssh", Mode = "RCLONE", Path = "ssh:%s/all-"'):format(remote))
+      -- sshd stopped once the push has delivered a few splits, started
+      -- again once two are queued; then everything must be there
+      local function sshd_outage(sshd, d, sh, desc, remote)
          local done = push_background(d, sh)
          S.until_true(function() return #H.ls(remote) >= 3 end, 20)
          sshd.stop()
-         wait_pending(d, "ssh", 2)
+         wait_pending(d, desc, 2)
          sshd.start()
          local rc = wait_done(d, done)
          sshd.stop()
          assert.are.equal(0, rc, H.slurp(d .. "/sup.log"))
          same_as_ref(d, remote)
-         queue_empty(d, "ssh")
-         assert.matches("delivered from the queue", worker_log(d, "ssh"))
+         queue_empty(d, desc)
+         local log = worker_log(d, desc)
+         assert.matches("delivered from the queue", log)
+         return log
+      end
+
+      it("SSH (an sftp remote, sshd) stopped mid-push and started again: every split there, byte-identical", function()
+         local sshd = S.sshd(dir)
+         local d, sh = make_root()
+         local f = assert(io.open(d .. "/opt/fmadio/etc/rclone.conf", "w"))
+         f:write(("[ssh]\ntype = sftp\nhost = 127.0.0.1\nport = %d\nuser = root\nkey_file = %s\n"):format(sshd.port, sshd.key))
+         f:close()
+         local remote = dir .. "/remote"
+         write_config(d, ('Desc = "ssh", Mode = "RCLONE", Path = "ssh:%s/all-"'):format(remote))
+         sshd_outage(sshd, d, sh, "ssh", remote)
       end)
 
       it("Mode SSH: sshd stopped mid-push and started again: every split there, byte-identical", function()
@@ -362,18 +369,7 @@ return Config
          local remote = dir .. "/sshmode"
          write_config(d, ('Desc = "sshm", Mode = "SSH", Path = "root@127.0.0.1:%s/all-", SshArgs = %q')
             :format(remote, sshd.opts))
-         local done = push_background(d, sh)
-         S.until_true(function() return #H.ls(remote) >= 3 end, 20)
-         sshd.stop()
-         wait_pending(d, "sshm", 2)
-         sshd.start()
-         local rc = wait_done(d, done)
-         sshd.stop()
-         assert.are.equal(0, rc, H.slurp(d .. "/sup.log"))
-         same_as_ref(d, remote)
-         queue_empty(d, "sshm")
-         local log = worker_log(d, "sshm")
-         assert.matches("delivered from the queue", log)
+         local log = sshd_outage(sshd, d, sh, "sshm", remote)
          assert.matches("Cmd %[ssh root@127.0.0.1 mv ", log)
       end)
 

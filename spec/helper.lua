@@ -190,13 +190,7 @@ function H.ls(dir)
    return t
 end
 
-function H.slurp(path)
-   local f = io.open(path, "rb")
-   if not f then return nil end
-   local s = f:read("*a")
-   f:close()
-   return s
-end
+H.slurp = require("pushcap.luafile").read_all
 
 -- Seconds (ns int64) helper: T0 is 2023-11-14 22:13:20 UTC.
 H.T0 = num.parse("1700000000000000000")
