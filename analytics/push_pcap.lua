@@ -87,6 +87,16 @@ end
 C.pc_signals_install()
 local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
+-- one supervisor per config (each worker also locks its target)
+do
+   local lock_file = require("pushcap.worker").state_path(o.config, "push"):gsub("push%.pos$", "supervisor.lock")
+   C.pc_mkdirs(lock_file:match("^(.*)/"), 448)
+   local lock, _, holder = proc.lock(lock_file)
+   if not lock then
+      die(("another push_pcap (pid %d) is running with %s: stop it first (or the analytics scheduler row "
+         .. "that starts it)"):format(holder or 0, o.config))
+   end
+end
 -- Under analytics_scheduler the output already goes to that log (the
 -- scheduler sets PUSHCAP_ANALYTICS_LOG to it); run by hand, the loader's
 -- --analytics-log makes the same file here.

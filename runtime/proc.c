@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -246,6 +247,30 @@ long pc_listdir(const char *path, char *buf, size_t len)
 	int err = errno;
 	closedir(d);
 	return err ? -err : (long)need;
+}
+
+int pc_lock(const char *path, int inherit, int *holder)
+{
+	*holder = 0;
+	int fd = open(path, O_RDWR | O_CREAT | (inherit ? 0 : O_CLOEXEC), 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int err = errno;
+		char b[32] = { 0 };
+		if (pread(fd, b, sizeof b - 1, 0) > 0)
+			*holder = atoi(b);
+		close(fd);
+		return -err;
+	}
+	char b[32];
+	int n = snprintf(b, sizeof b, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) || pwrite(fd, b, (size_t)n, 0) != n) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
 }
 
 int pc_fsync_path(const char *path)

@@ -338,6 +338,11 @@ int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
  * into buf.  Returns the bytes the whole list needs (call again with a
  * larger buf when it is more than len), or -errno. */
 long pc_listdir(const char *path, char *buf, size_t len);
+/* An exclusive flock on path (created 0644), held while the returned fd
+ * stays open in this process or its children: -EWOULDBLOCK when another
+ * holds it, and then *holder is the pid written in the file (0 unknown).
+ * The fd is close-on-exec unless inherit. */
+int pc_lock(const char *path, int inherit, int *holder);
 /* fsync(2) of a file or a directory (to make a rename in it durable). */
 int pc_fsync_path(const char *path);        /* 0 or -errno */
 int pc_chown(const char *path, int uid, int gid);

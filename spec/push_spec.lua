@@ -105,6 +105,36 @@ describe("push_pcap.lua", function()
       assert.are.same(H.ls(d .. "/ref"), H.ls(d .. "/out/a"))
    end)
 
+   it("runs one push per config and per target; offline runs keep off the realtime position and can be run again", function()
+      local d, sh = setup_root({
+         { Desc = "all", Path = "ROOT/out/a/a-", Split = "--split-time 10e9", FileName = "--filename-epoch-sec",
+           ScriptNew = "sleep 0.3" },
+      }, "-p isp -n 5000 -s 100 -S 7")
+      -- where a realtime push of this config left off
+      local pos = d .. "/mnt/store0/push/push_pcap/all.pos"
+      H.sh("mkdir -p " .. d .. "/mnt/store0/push/push_pcap && echo '99 7 3' > " .. pos)
+      sh("( timeout 60 push_pcap.lua --offline cap > first.log 2>&1 & echo $! > first.pid ) > /dev/null 2>&1")
+      local deadline = os.time() + 10
+      while not (H.slurp(d .. "/first.log") or ""):match("started pid") and os.time() < deadline do H.sh("sleep 0.1") end
+      local out, rc = sh("push_pcap.lua --offline cap")
+      assert.are.equal(1, rc, out)
+      assert.matches("another push_pcap %(pid %d+%) is running with " .. d:gsub("%p", "%%%0"), out)
+      -- a worker on its own (as one orphaned by a killed supervisor would be) is refused too
+      out, rc = sh("push_pcap.lua --offline cap --worker 1")
+      assert.are.equal(1, rc, out)
+      assert.matches("all%.lock is held by pid %d+: not starting a second push of this target", out)
+      sh("for i in $(seq 300); do kill -0 $(cat first.pid) 2>/dev/null || break; sleep 0.1; done")
+      assert.matches("finished", H.slurp(d .. "/first.log"))
+      assert.is_true(records(d .. "/out/a") == H.slurp(d .. "/in.pcap"):sub(25), "packets lost or repeated")
+      assert.are.equal("99 7 3\n", H.slurp(pos))
+      assert.is_nil(H.slurp(d .. "/mnt/store0/push/push_pcap/all.offline.pos"), "a finished offline run left its position")
+      -- the same offline push again pushes everything again
+      H.sh("rm -rf " .. d .. "/out")
+      out, rc = sh("push_pcap.lua --offline cap")
+      assert.are.equal(0, rc, out)
+      assert.is_true(records(d .. "/out/a") == H.slurp(d .. "/in.pcap"):sub(25), "the second run differs")
+   end)
+
    it("redoes splits that could not be written once the target is fixed", function()
       local d, sh = setup_root({
          { Desc = "all", Path = "ROOT/out/blocked/a-", Split = "--split-time 60e9", FileName = "--filename-tstr-HHMMSS" },

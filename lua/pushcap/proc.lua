@@ -78,6 +78,18 @@ function M.listdir(dir)
    end
 end
 
+-- Takes the exclusive lock file at path (see pc_lock); returns its fd, or
+-- nil, a message naming the holder, and the holder's pid.
+function M.lock(path, inherit)
+   local holder = ffi.new("int[1]")
+   local fd = C.pc_lock(path, inherit and 1 or 0, holder)
+   if fd >= 0 then return fd end
+   if fd == -11 then  -- EWOULDBLOCK
+      return nil, ("%s is held by pid %d"):format(path, holder[0]), holder[0]
+   end
+   return nil, ("cannot lock %s: %s"):format(path, M.errstr(fd))
+end
+
 function M.kill(pid, sig) return C.pc_kill(pid, sig or 15) end
 
 function M.errstr(rc)

@@ -24,9 +24,18 @@ local SCRATCH = 8 * 1024 * 1024
 
 -- ---- saved position ----------------------------------------------------------
 -- One per config and target: two schedules may both have a target "all".
-function M.state_path(config_path, desc)
+-- An offline run keeps its own, so pushing a stored capture by hand never
+-- moves the realtime push's position.
+function M.state_path(config_path, desc, offline)
    local cfg = (config_path or "push_pcap.lua"):match("([^/]*)$"):gsub("%.lua$", "")
-   return ("%s/push/%s/%s.pos"):format(paths.store, cfg, desc)
+   return ("%s/push/%s/%s%s.pos"):format(paths.store, cfg, desc, offline and ".offline" or "")
+end
+
+-- Held by the worker pushing a target: a second one (another supervisor
+-- on the same config, an offline run beside the realtime one, a worker
+-- orphaned by a killed supervisor) would write the same files.
+function M.lock_path(config_path, desc)
+   return (M.state_path(config_path, desc):gsub("%.pos$", ".lock"))
 end
 
 -- Next to it: what is pending delivery, for the supervisor's status lines.
@@ -91,8 +100,10 @@ function M.run(cfg, t, opts)
       end
       if not m then return 0 end
    end
-   local state_path = M.state_path(cfg.path, t.desc)
+   local state_path = M.state_path(cfg.path, t.desc, opts.offline ~= nil)
    C.pc_mkdirs(state_path:match("^(.*)/"), 448)
+   local lock, lerr = proc.lock(M.lock_path(cfg.path, t.desc))
+   if not lock then return fail(lerr .. ": not starting a second push of this target") end
    local saved = load_state(state_path)
    local start
    if saved and saved.capture == m.id then
@@ -300,7 +311,10 @@ function M.run(cfg, t, opts)
    end
    if queue then queue:stop() end
    C.pc_store_reader_stats(r, sst)
-   if complete or C.pc_signal_pending() == 0 then
+   if opts.offline and complete then
+      -- pushed to its end: running it again pushes it all again
+      os.remove(state_path)
+   elseif complete or C.pc_signal_pending() == 0 then
       -- everything read was delivered or queued (or kept, and logged)
       save_state(state_path, m.id, C.pc_store_reader_position(r), 0)
    end
