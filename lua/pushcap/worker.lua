@@ -311,8 +311,8 @@ function M.run(cfg, t, opts)
    end
    if queue then queue:stop() end
    C.pc_store_reader_stats(r, sst)
-   if opts.offline and complete then
-      -- pushed to its end: running it again pushes it all again
+   if opts.offline and complete and not (queue and queue:count() > 0) then
+      -- pushed to its end and delivered: running it again pushes it all again
       os.remove(state_path)
    elseif complete or C.pc_signal_pending() == 0 then
       -- everything read was delivered or queued (or kept, and logged)
