@@ -247,6 +247,10 @@ int pc_store_flush(pc_store *s);                            /* 0 or -errno */
 void pc_store_tick(pc_store *s, uint64_t ts);
 int pc_store_end_capture(pc_store *s);                      /* flush, active = 0 */
 int pc_store_sync(pc_store *s);                             /* fdatasync */
+/* The same in a background thread, so a capture loop never waits on the
+ * disk: starts one and returns the previous one's result (0 or -errno),
+ * or 1 when the previous one is still running (none started). */
+int pc_store_sync_async(pc_store *s);
 void pc_store_writer_stats(const pc_store *s, pc_store_stats *st);
 /* After a crash: index entries for committed chunks of capture_id at or
  * after from_id that its index file is missing; returns how many added. */

@@ -16,6 +16,7 @@
  * has the byte layout. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,13 @@ struct pc_store {
 	int open;                 /* cur holds at least one record */
 	int idx_fd;
 	pc_store_stats st;
+	/* pc_store_sync_async: one background fdatasync at a time, on its own
+	 * copies of the fds (the writer may close the index meanwhile) */
+	pthread_t sync_th;
+	int sync_busy;            /* sync_th was started and not joined */
+	int sync_done;            /* set by sync_th when it returns (atomic) */
+	int sync_rc;
+	int sync_fd, sync_idx_fd;
 };
 
 struct pc_store_reader {
@@ -282,10 +290,13 @@ void pc_store_info_get(const pc_store *s, pc_store_info *info)
 	info->writer_pid = s->sb->writer_pid;
 }
 
+static void sync_join(pc_store *s);
+
 void pc_store_close(pc_store *s)
 {
 	if (!s)
 		return;
+	sync_join(s);
 	if (s->writer) {
 		pc_store_end_capture(s);
 		s->sb->writer_pid = 0;
@@ -423,8 +434,64 @@ int pc_store_end_capture(pc_store *s)
 	return 0;
 }
 
+static void *sync_main(void *arg)
+{
+	pc_store *s = arg;
+	int rc = 0;
+	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->sync_fd) ||
+	    (s->sync_idx_fd >= 0 && fdatasync(s->sync_idx_fd)))
+		rc = -errno;
+	s->sync_rc = rc;
+	__atomic_store_n(&s->sync_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Waits for a background sync; returns its result (0 when there was none). */
+static void sync_join(pc_store *s)
+{
+	if (!s->sync_busy)
+		return;
+	pthread_join(s->sync_th, NULL);
+	close(s->sync_fd);
+	if (s->sync_idx_fd >= 0)
+		close(s->sync_idx_fd);
+	s->sync_busy = 0;
+}
+
+int pc_store_sync_async(pc_store *s)
+{
+	int prev = 0;
+	if (s->sync_busy) {
+		if (!__atomic_load_n(&s->sync_done, __ATOMIC_ACQUIRE))
+			return 1;
+		sync_join(s);
+		prev = s->sync_rc;
+	}
+	s->sync_fd = dup(s->fd);
+	if (s->sync_fd < 0)
+		return -errno;
+	s->sync_idx_fd = s->idx_fd >= 0 ? dup(s->idx_fd) : -1;
+	s->sync_done = 0;
+	s->sync_rc = 0;
+	int rc = pthread_create(&s->sync_th, NULL, sync_main, s);
+	if (rc) {
+		close(s->sync_fd);
+		if (s->sync_idx_fd >= 0)
+			close(s->sync_idx_fd);
+		return -rc;
+	}
+	s->sync_busy = 1;
+	return prev;
+}
+
 int pc_store_sync(pc_store *s)
 {
+	sync_join(s);
+	if (s->sync_rc) {
+		int rc = s->sync_rc;  /* a background sync failed since the last look */
+		s->sync_rc = 0;
+		return rc;
+	}
 	/* the index too: after a power cut it must still count what the ring holds */
 	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->fd) || (s->idx_fd >= 0 && fdatasync(s->idx_fd)))
 		return -errno;

@@ -117,6 +117,26 @@ describe("capture store", function()
       assert.are.equal(24, #H.slurp(d .. "/a.out"))
    end)
 
+   it("syncs in the background without blocking the writer, and reports the result", function()
+      local d = new_root("1M --chunk-size 4K")
+      local dir = d .. "/mnt/store0/capture"
+      local err = ffi.new("char[256]")
+      local s = C.pc_store_open(dir, 1, err, 256)
+      assert.is_not_nil(s, ffi.string(err))
+      -- the first call starts one (nothing before it: 0); until it ends, 1
+      assert.are.equal(0, C.pc_store_sync_async(s))
+      local rc = 1
+      for _ = 1, 200 do
+         rc = C.pc_store_sync_async(s)
+         if rc ~= 1 then break end
+         C.pc_nap_ns(10e6)
+      end
+      assert.are.equal(0, rc, "the background sync did not finish in 2 s")
+      -- a blocking sync waits for the one just started
+      assert.are.equal(0, C.pc_store_sync(s))
+      C.pc_store_close(s)
+   end)
+
    it("tells a lapped reader exactly what it lost", function()
       local d, sh = new_root("256K --chunk-size 4K")
       gen(d, "x.pcap", "-p finance -n 2000 -S 3")
