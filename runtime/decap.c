@@ -401,30 +401,68 @@ static void count(pc_decap_stats *st, unsigned seen, int removed)
 	st->truncated += !!(seen & L_TRUNC);
 }
 
+/* Parses p; returns 1 with v filled when a layer was removed, else writes
+ * out = *p (and counts) and returns 0. */
+static int peel_all(const pc_pkt *p, pc_pkt *out, struct view *v, pc_decap_stats *st)
+{
+	if (p->wirelen == 0) {   /* a NOP tick has no frame */
+		*out = *p;
+		return 0;
+	}
+	*v = (struct view){ .d = p->data, .len = p->caplen };
+	if (!enter_eth(v, 0)) {
+		*out = *p;
+		count(st, v->seen, 0);
+		return 0;
+	}
+	for (int s = 0; s < MAX_STEPS && peel(v); s++)
+		;
+	if (v->l3 == ETH_HLEN) {
+		/* nothing removed (a failed layer never moves the view) */
+		*out = *p;
+		count(st, v->seen, 0);
+		return 0;
+	}
+	return 1;
+}
+
+int pc_decap_inplace(const pc_pkt *in, pc_pkt *out, int n, uint8_t *save, pc_decap_stats *st)
+{
+	for (int i = 0; i < n; i++) {
+		struct view v;
+		if (!peel_all(&in[i], &out[i], &v, st))
+			continue;
+		/* l3 > ETH_HLEN here, so the new header stays inside this frame */
+		uint8_t *o = (uint8_t *)v.d + v.l3 - ETH_HLEN;
+		memcpy(save + (size_t)i * ETH_HLEN, o, ETH_HLEN);
+		memmove(o, v.d + v.eth, 12);   /* may overlap: inner tags are short */
+		o[12] = (uint8_t)(v.type >> 8);
+		o[13] = (uint8_t)v.type;
+		out[i] = in[i];
+		out[i].data = o;
+		out[i].caplen = (uint32_t)(v.len - v.l3 + ETH_HLEN);
+		out[i].flags = (uint8_t)(in[i].flags & ~PC_PKT_RAW);
+		count(st, v.seen, 1);
+	}
+	return n;
+}
+
+void pc_decap_restore(const pc_pkt *in, const pc_pkt *out, int n, const uint8_t *save)
+{
+	for (int i = 0; i < n; i++)
+		if (out[i].data != in[i].data)
+			memcpy((uint8_t *)out[i].data, save + (size_t)i * ETH_HLEN, ETH_HLEN);
+}
+
 int pc_decap(const pc_pkt *in, pc_pkt *out, int n, uint8_t *scratch, size_t cap,
 	     pc_decap_stats *st)
 {
 	size_t used = 0;
 	for (int i = 0; i < n; i++) {
 		const pc_pkt *p = &in[i];
-		if (p->wirelen == 0) {   /* a NOP tick has no frame */
-			out[i] = *p;
+		struct view v;
+		if (!peel_all(p, &out[i], &v, st))
 			continue;
-		}
-		struct view v = { .d = p->data, .len = p->caplen };
-		if (!enter_eth(&v, 0)) {
-			out[i] = *p;
-			count(st, v.seen, 0);
-			continue;
-		}
-		for (int s = 0; s < MAX_STEPS && peel(&v); s++)
-			;
-		if (v.l3 == ETH_HLEN) {
-			/* nothing removed (a failed layer never moves the view) */
-			out[i] = *p;
-			count(st, v.seen, 0);
-			continue;
-		}
 		size_t body = v.len - v.l3;
 		size_t need = ETH_HLEN + body;
 		if (need > cap - used)

@@ -138,6 +138,13 @@ typedef struct pc_decap_stats {
  * how many packets it did (always at least one when cap >= 256 KiB + 64). */
 int pc_decap(const pc_pkt *in, pc_pkt *out, int n, uint8_t *scratch, size_t cap,
 	     pc_decap_stats *st);
+/* pc_decap without the copy, for a caller that owns the frames' memory
+ * and writes the original frames: the 14 bytes before the inner L3 header
+ * become the rewritten Ethernet header (their old contents go to
+ * save[14 * i]) and out[i] points there.  Always does all n.  Undo with
+ * pc_decap_restore(in, out, n, save) before the frames are used again. */
+int pc_decap_inplace(const pc_pkt *in, pc_pkt *out, int n, uint8_t *save, pc_decap_stats *st);
+void pc_decap_restore(const pc_pkt *in, const pc_pkt *out, int n, const uint8_t *save);
 
 /* ---- BPF: libpcap's compiler and interpreter -------------------------- */
 typedef struct pc_bpf pc_bpf;

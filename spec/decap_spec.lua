@@ -320,6 +320,51 @@ local inner = {
    ["decap/ipv4_tcp_http_xml.pcap"] = { { "tcp port 80", "vlan and tcp port 80" } },
 }
 
+describe("decap in place", function()
+   -- a copy of the batch's frames in memory the test owns
+   local function writable(b)
+      local total = 0
+      for i = 0, b.n - 1 do total = total + b.arr[i].caplen end
+      local mem = ffi.new("uint8_t[?]", math.max(total, 1))
+      local arr = ffi.new("pc_pkt[?]", math.max(b.n, 1))
+      local off = 0
+      for i = 0, b.n - 1 do
+         arr[i] = b.arr[i]
+         ffi.copy(mem + off, b.arr[i].data, b.arr[i].caplen)
+         arr[i].data = mem + off
+         off = off + b.arr[i].caplen
+      end
+      return { arr = arr, n = b.n, mem = mem, total = total }
+   end
+
+   it("gives the frames and counts of the copying decap on every Ethernet capture, then restores the originals", function()
+      local checked, changed = 0, 0
+      for line in io.lines(DECAP .. "INDEX.tsv") do
+         local t = fields(line)
+         if t[1] ~= "file" and tonumber(t[4]:match("^(%d+)")) == 1 then
+            local b = read_batch(DECAP .. t[1])
+            local want, wst = decap(b)
+            local w = writable(b)
+            local before = ffi.string(w.mem, w.total)
+            local out = ffi.new("pc_pkt[?]", math.max(b.n, 1))
+            local save = ffi.new("uint8_t[?]", math.max(b.n, 1) * 14)
+            local st = ffi.new("pc_decap_stats")
+            assert.are.equal(b.n, C.pc_decap_inplace(w.arr, out, b.n, save, st))
+            assert.are.same(stats(wst), stats(st), t[1])
+            for i = 0, b.n - 1 do
+               assert.are.equal(bytes(want.arr[i]), bytes(out[i]), ("%s packet %d"):format(t[1], i + 1))
+               assert.are.equal(want.arr[i].flags, out[i].flags)
+               if out[i].data ~= w.arr[i].data then changed = changed + 1 end
+            end
+            C.pc_decap_restore(w.arr, out, b.n, save)
+            assert.is_true(ffi.string(w.mem, w.total) == before, t[1] .. ": frames not restored")
+            checked = checked + 1
+         end
+      end
+      assert.is_true(checked >= 30 and changed >= 30, ("%d captures, %d frames rewritten"):format(checked, changed))
+   end)
+end)
+
 describe("decap then BPF on decap-filter-cases.tsv", function()
    local dlt = { DLT_EN10MB = 1, DLT_PPP = 9, DLT_RAW = 101 }
    local rows, cache = {}, {}

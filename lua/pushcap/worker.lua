@@ -133,7 +133,12 @@ function M.run(cfg, t, opts)
    local decap = t.decap and linktype == 1
    local pkts = ffi.new("pc_pkt[?]", BATCH + 1)   -- + 1: room for a time tick
    local inner = decap and ffi.new("pc_pkt[?]", BATCH + 1)
-   local scratch = decap and ffi.new("uint8_t[?]", SCRATCH)
+   -- the original frames are written: decap rewrites 14 bytes of each in
+   -- the reader's buffer and puts them back after filtering, no copy;
+   -- written decapsulated frames are built in scratch instead
+   local in_place = t.output ~= "decap"
+   local scratch = decap and not in_place and ffi.new("uint8_t[?]", SCRATCH)
+   local saved = decap and in_place and ffi.new("uint8_t[?]", (BATCH + 1) * 14)
    local dstats = ffi.new("pc_decap_stats")
    keep = ffi.new("uint8_t[?]", BATCH + 1)
 
@@ -211,7 +216,9 @@ function M.run(cfg, t, opts)
    -- looks at the inner packet; selection is pc_pkt_select, in place.
    local need_decap = decap and (bpf ~= nil or frame_ok ~= nil or t.output == "decap")
    local function select(n)
-      if need_decap then
+      if need_decap and in_place then
+         C.pc_decap_inplace(pkts, inner, n, saved, dstats)
+      elseif need_decap then
          local done = 0
          while done < n do
             done = done + C.pc_decap(pkts + done, inner + done, n - done, scratch, SCRATCH, dstats)
@@ -219,7 +226,10 @@ function M.run(cfg, t, opts)
       end
       local seen = need_decap and inner or pkts
       local src = t.output == "decap" and seen or pkts
-      if not bpf and not frame_ok then return src, n end
+      if not bpf and not frame_ok then
+         if need_decap and in_place then C.pc_decap_restore(pkts, inner, n, saved) end
+         return src, n
+      end
       if bpf then
          C.pc_bpf_match(bpf, seen, n, keep)
       else
@@ -232,6 +242,7 @@ function M.run(cfg, t, opts)
             end
          end
       end
+      if need_decap and in_place then C.pc_decap_restore(pkts, inner, n, saved) end
       local last_ts, last_rec = src[n - 1].ts, src[n - 1].rec
       local cnt = C.pc_pkt_select(src, n, keep)
       -- packets the filter dropped still move time on, so a time split
