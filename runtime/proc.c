@@ -190,6 +190,8 @@ void pc_nap_ns(int64_t ns)
 int pc_kill(int pid, int sig) { return kill(pid, sig) ? -errno : 0; }
 
 int pc_getpid(void) { return (int)getpid(); }
+int pc_getuid(void) { return (int)getuid(); }
+int pc_getgid(void) { return (int)getgid(); }
 int pc_unsetenv(const char *name) { return unsetenv(name) ? -errno : 0; }
 int pc_setenv(const char *name, const char *value) { return setenv(name, value, 1) ? -errno : 0; }
 
@@ -271,6 +273,69 @@ int pc_lock(const char *path, int inherit, int *holder)
 		return -err;
 	}
 	return fd;
+}
+
+int pc_open_new(const char *path, int mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+	if (fd < 0)
+		return -errno;
+	/* exactly mode, whatever the umask */
+	if (fchmod(fd, (mode_t)mode)) {
+		int err = errno;
+		close(fd);
+		unlink(path);
+		return -err;
+	}
+	return fd;
+}
+
+int pc_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int pc_file_owner(const char *path, int *mode, int *uid, int *gid)
+{
+	struct stat st;
+	if (stat(path, &st))
+		return -errno;
+	*mode = (int)(st.st_mode & 07777);
+	*uid = (int)st.st_uid;
+	*gid = (int)st.st_gid;
+	return 0;
+}
+
+int pc_realpath(const char *path, char *out, size_t len)
+{
+	char *r = realpath(path, NULL);
+	if (!r)
+		return -errno;
+	size_t n = strlen(r);
+	if (n >= len) {
+		free(r);
+		return -ENAMETOOLONG;
+	}
+	memcpy(out, r, n + 1);
+	free(r);
+	return 0;
+}
+
+int pc_is_executable(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
 int pc_fsync_path(const char *path)

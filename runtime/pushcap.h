@@ -354,6 +354,16 @@ long pc_listdir(const char *path, char *buf, size_t len);
  * holds it, and then *holder is the pid written in the file (0 unknown).
  * The fd is close-on-exec unless inherit. */
 int pc_lock(const char *path, int inherit, int *holder);
+/* Creates path (it must not exist) with exactly mode: fd or -errno. */
+int pc_open_new(const char *path, int mode);
+/* Writes all len bytes: 0 or -errno. */
+int pc_write_all(int fd, const void *buf, size_t len);
+/* stat(2) (following links): the permission bits, owner and group. */
+int pc_file_owner(const char *path, int *mode, int *uid, int *gid);
+/* realpath(3) into out: 0 or -errno. */
+int pc_realpath(const char *path, char *out, size_t len);
+/* 1 when path is a regular file this process may execute, else 0. */
+int pc_is_executable(const char *path);
 /* fsync(2) of a file or a directory (to make a rename in it durable). */
 int pc_fsync_path(const char *path);        /* 0 or -errno */
 int pc_chown(const char *path, int uid, int gid);
@@ -372,6 +382,8 @@ int pc_sleep_ns(int64_t ns);                /* 0, or -EINTR when a signal came *
 void pc_nap_ns(int64_t ns);                 /* sleeps even after a signal */
 int pc_kill(int pid, int sig);              /* 0 or -errno */
 int pc_getpid(void);
+int pc_getuid(void);
+int pc_getgid(void);
 int pc_unsetenv(const char *name);          /* for this process and its children */
 int pc_setenv(const char *name, const char *value);  /* 0 or -errno */
 /* Modification time of path in ns since the epoch, or -errno. */

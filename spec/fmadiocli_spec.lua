@@ -851,3 +851,20 @@ describe("pushcap.luafile", function()
       assert.are.equal("", (H.sh("ls -A " .. sq(d .. "/sub/dir") .. " | grep '^%.' || true")))
    end)
 end)
+
+describe("fmadiocli writes configs that hold credentials", function()
+   after_each(H.cleanup)
+
+   it("makes a new config 0600, keeps an old one's mode and owner, and follows a symlink", function()
+      local r = new_root()
+      new_target(r, "all", "mode", "curl", "path", "sftp://bob:s3cret@host/dir/p-")
+      assert.are.equal("600", H.sh("stat -c %a " .. r.conf):match("%d+"))
+      -- the operator shares it with a group and moves it behind a link
+      local real = r.dir .. "/real.lua"
+      H.sh(("chmod 640 %s && chown nobody %s && mv %s %s && ln -s %s %s"):format(r.conf, r.conf, r.conf, real, real, r.conf))
+      mod(r, "all", "curl-args", "--pass hunter2")
+      assert.are.equal("640 nobody", H.sh("stat -c '%a %U' " .. real):match("^(%d+ %S+)"))
+      assert.are.equal(real, H.sh("readlink " .. r.conf):match("%S+"))
+      assert.is_truthy(H.slurp(real):find("hunter2", 1, true))
+   end)
+end)

@@ -229,26 +229,41 @@ end
 
 -- Replaces the file at path with text: written to a temporary file in the
 -- same directory, flushed to disk, then renamed over path, so a reader sees
--- the old file or the new one and never a part.  Creates the directory when
--- it is missing.  Returns true, or nil and a message (path is then as it
--- was).
+-- the old file or the new one and never a part.  The new file keeps the old
+-- one's permissions and owner (a new file is 0600: push configs hold
+-- credentials), and a symlink keeps pointing where it did: its target is
+-- replaced.  Creates the directory when it is missing.  Returns true, or
+-- nil and a message (path is then as it was).
 function M.replace(path, text)
+   local ffi = require("ffi")
+   local real = ffi.new("char[4096]")
+   if C.pc_realpath(path, real, 4096) == 0 then path = ffi.string(real) end
    local dir = dirname(path)
    if C.pc_exists(dir) == 0 then
       local rc = C.pc_mkdirs(dir, 493)
       if rc < 0 then return nil, ("cannot create %s: %s"):format(dir, proc.errstr(rc)) end
    end
+   local mode, uid, gid = ffi.new("int[1]", 384), ffi.new("int[1]", -1), ffi.new("int[1]", -1)
+   local had = C.pc_file_owner(path, mode, uid, gid) == 0
    local tmp = ("%s/.%s.tmp%d"):format(dir, path:match("[^/]*$"), C.pc_getpid())
-   local f, err = io.open(tmp, "wb")
-   if not f then return nil, ("cannot write %s: %s"):format(tmp, tostring(err)) end
-   local ok, werr = f:write(text)
-   local closed, cerr = f:close()
+   C.pc_unlink(tmp)   -- a leftover of a killed run
+   -- created with the final permissions before a byte is written
+   local fd = C.pc_open_new(tmp, mode[0])
+   if fd < 0 then return nil, ("cannot create %s: %s"):format(tmp, proc.errstr(fd)) end
    local function fail(msg)
       C.pc_unlink(tmp)
       return nil, msg
    end
-   if not ok then return fail(("cannot write %s: %s"):format(tmp, tostring(werr))) end
-   if not closed then return fail(("cannot write %s: %s"):format(tmp, tostring(cerr))) end
+   if had and (uid[0] ~= C.pc_getuid() or gid[0] ~= C.pc_getgid()) then
+      local rc = C.pc_chown(tmp, uid[0], gid[0])
+      if rc < 0 then
+         C.pc_close(fd)
+         return fail(("cannot give %s the owner of %s: %s"):format(tmp, path, proc.errstr(rc)))
+      end
+   end
+   local wrc = C.pc_write_all(fd, text, #text)
+   C.pc_close(fd)
+   if wrc < 0 then return fail(("cannot write %s: %s"):format(tmp, proc.errstr(wrc))) end
    if read_all(tmp) ~= text then return fail(("%s does not read back as written"):format(tmp)) end
    local synced, serr = fsync(tmp)
    if not synced then return fail(serr) end
