@@ -89,12 +89,15 @@ local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
 -- one supervisor per config (each worker also locks its target)
 do
-   local lock_file = require("pushcap.worker").state_path(o.config, "push"):gsub("push%.pos$", "supervisor.lock")
+   -- a name no Desc can take (a Desc never starts with '.')
+   local lock_file = require("pushcap.worker").state_path(o.config, "x"):gsub("x%.pos$", ".supervisor.lock")
    C.pc_mkdirs(lock_file:match("^(.*)/"), 448)
-   local lock, _, holder = proc.lock(lock_file)
-   if not lock then
+   local lock, lerr, holder = proc.lock(lock_file)
+   if not lock and holder then
       die(("another push_pcap (pid %d) is running with %s: stop it first (or the analytics scheduler row "
-         .. "that starts it)"):format(holder or 0, o.config))
+         .. "that starts it)"):format(holder, o.config))
+   elseif not lock then
+      die(lerr)
    end
 end
 -- Under analytics_scheduler the output already goes to that log (the

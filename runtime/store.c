@@ -467,10 +467,11 @@ int pc_store_sync_async(pc_store *s)
 		sync_join(s);
 		prev = s->sync_rc;
 	}
-	s->sync_fd = dup(s->fd);
+	/* close-on-exec copies: a child spawned meanwhile must not hold them */
+	s->sync_fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
 	if (s->sync_fd < 0)
 		return -errno;
-	s->sync_idx_fd = s->idx_fd >= 0 ? dup(s->idx_fd) : -1;
+	s->sync_idx_fd = s->idx_fd >= 0 ? fcntl(s->idx_fd, F_DUPFD_CLOEXEC, 0) : -1;
 	s->sync_done = 0;
 	s->sync_rc = 0;
 	int rc = pthread_create(&s->sync_th, NULL, sync_main, s);
@@ -487,15 +488,13 @@ int pc_store_sync_async(pc_store *s)
 int pc_store_sync(pc_store *s)
 {
 	sync_join(s);
-	if (s->sync_rc) {
-		int rc = s->sync_rc;  /* a background sync failed since the last look */
-		s->sync_rc = 0;
-		return rc;
-	}
+	/* a background sync that failed since the last look is reported too */
+	int bg = s->sync_rc;
+	s->sync_rc = 0;
 	/* the index too: after a power cut it must still count what the ring holds */
 	if (msync(s->sb, SB_SIZE, MS_SYNC) || fdatasync(s->fd) || (s->idx_fd >= 0 && fdatasync(s->idx_fd)))
 		return -errno;
-	return 0;
+	return bg;
 }
 
 void pc_store_writer_stats(const pc_store *s, pc_store_stats *st) { *st = s->st; }

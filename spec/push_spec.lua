@@ -127,12 +127,23 @@ describe("push_pcap.lua", function()
       assert.matches("finished", H.slurp(d .. "/first.log"))
       assert.is_true(records(d .. "/out/a") == H.slurp(d .. "/in.pcap"):sub(25), "packets lost or repeated")
       assert.are.equal("99 7 3\n", H.slurp(pos))
-      assert.is_nil(H.slurp(d .. "/mnt/store0/push/push_pcap/all.offline.pos"), "a finished offline run left its position")
+      assert.is_nil(H.slurp(d .. "/mnt/store0/push/push_pcap/offline/all.pos"), "a finished offline run left its position")
       -- the same offline push again pushes everything again
       H.sh("rm -rf " .. d .. "/out")
       out, rc = sh("push_pcap.lua --offline cap")
       assert.are.equal(0, rc, out)
       assert.is_true(records(d .. "/out/a") == H.slurp(d .. "/in.pcap"):sub(25), "the second run differs")
+   end)
+
+   it("refuses to guess when its saved position is unreadable", function()
+      local d, sh = setup_root({
+         { Desc = "all", Path = "ROOT/out/a/a-", Split = "--split-time 10e9", FileName = "--filename-epoch-sec" },
+      }, "-p isp -n 500 -s 30 -S 8")
+      H.sh("mkdir -p " .. d .. "/mnt/store0/push/push_pcap/offline && printf '1 2' > " .. d .. "/mnt/store0/push/push_pcap/offline/all.pos")
+      local out, rc = sh("push_pcap.lua --offline cap --worker 1")
+      assert.are.equal(1, rc, out)
+      assert.matches("the saved position [^\n]+offline/all%.pos is unreadable %(\"1 2\"%): remove it to start afresh", out)
+      assert.are.same({}, H.ls(d .. "/out/a"))
    end)
 
    it("redoes splits that could not be written once the target is fixed", function()

@@ -134,7 +134,8 @@ end
 function M.new(o)
    local q = setmetatable({
       desc = o.desc, config_path = o.config_path, dir = o.dir, status_path = o.status_path,
-      sink = o.sink, base = o.base_delay_ns or 1e9, post = o.post, out = o.out,
+      -- at least 0.1 s between attempts: never a busy loop
+      sink = o.sink, base = math.max(o.base_delay_ns or 1e9, 1e8), post = o.post, out = o.out,
       host = o.host or ((PUSHCAP_BINDIR or ".") .. "/fmadiolua"),
       entries = {}, fails = 0, next_due = 0, seq = 0, wstatus = ffi.new("int[1]"),
    }, Q)
@@ -261,7 +262,8 @@ function Q:kill_stale_helper()
    local cmdline = slurp(("/proc/%d/cmdline"):format(pid)) or ""
    if not (cmdline:find("pushcap.redeliver", 1, true) and cmdline:find(self.dir, 1, true)) then return end
    self:log(("stopping re-send helper %d left by an earlier worker"):format(pid))
-   proc.kill(pid, 9)
+   -- and its uploader: the group it leads
+   if proc.kill(-pid, 9) < 0 then proc.kill(pid, 9) end
    for _ = 1, 100 do
       if C.pc_kill(pid, 0) < 0 or not slurp(("/proc/%d/cmdline"):format(pid)) then break end
       C.pc_nap_ns(20e6)
@@ -320,7 +322,9 @@ function Q:start(e)
    os.remove(("%s/%s.err"):format(self.dir, e.id))
    local argv = { self.host, "-e", "require('pushcap.redeliver').attempt_main(...)",
                   self.config_path, self.desc, self.dir, e.id, paths.get_root() or "" }
-   local pid, err = proc.spawn(argv)
+   -- a group of its own: stopping it stops its uploader and compressor
+   -- too, which would otherwise finish a truncated .pending on their own
+   local pid, err = proc.spawn(argv, nil, nil, nil, true)
    if not pid then
       self:attempt_failed(e, err)
       return
@@ -400,16 +404,17 @@ end
 function Q:stop()
    local r = self.running
    if r then
-      proc.kill(r.pid, 15)
+      proc.kill(-r.pid, 15)
       local deadline = C.pc_mono_ns() + STOP_GRACE_NS
       while C.pc_wait(r.pid, self.wstatus, 1) == 0 do
          if C.pc_mono_ns() > deadline then
-            proc.kill(r.pid, 9)
+            proc.kill(-r.pid, 9)
             C.pc_wait(r.pid, self.wstatus, 0)
             break
          end
          C.pc_nap_ns(20e6)
       end
+      proc.kill(-r.pid, 9)   -- whatever of its group is left
       self.running = nil
       os.remove(self.dir .. "/attempt.pid")
       os.remove(("%s/%s.err"):format(self.dir, r.entry.id))
@@ -478,8 +483,9 @@ function M.attempt_main(config_path, desc, dir, id, root)
       if comp == nil then sinkmod.force_external(s) end
    end
    local split = require("pushcap.split")
-   local ok, err = split.send_spool(s, comp, ("%s/%s.pcap"):format(dir, id), e.pending)
+   local ok, err = split.send_spool(s, comp, ("%s/%s.pcap"):format(dir, id), e.pending, nil, true)
    if not ok then fail(err) end
+   if C.pc_signal_pending() ~= 0 then fail("stopped by a signal before the rename") end
    local rok, detail = s:rename(e.pending, e.name)
    if not rok then fail(detail) end
    if detail then io.stdout:write("Cmd [", mask(detail), "]\n") end

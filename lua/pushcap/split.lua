@@ -336,8 +336,9 @@ end
 -- compressed in-process with comp (a pc_comp, nil for none) exactly as the
 -- first attempt was, so the result is byte for byte the same.  pkts is a
 -- pc_pkt[BATCH] to read into (nil: one is made).  Shared by pcap_split's
--- re-sends and push's delivery queue.  Returns true or nil, err.
-function M.send_spool(sink, comp, spool, pending, pkts)
+-- re-sends and push's delivery queue, whose helper passes interruptible:
+-- a SIGTERM/SIGINT then ends the attempt.  Returns true or nil, err.
+function M.send_spool(sink, comp, spool, pending, pkts, interruptible)
    if not comp then
       local fd = C.pc_open_read(spool)
       if fd < 0 then return nil, ("cannot read %s: %s"):format(spool, proc.errstr(fd)) end
@@ -367,6 +368,10 @@ function M.send_spool(sink, comp, spool, pending, pkts)
    pkts = pkts or ffi.new("pc_pkt[?]", BATCH)
    local werr
    while not err and not werr do
+      if interruptible and C.pc_signal_pending() ~= 0 then
+         err = "stopped by a signal"
+         break
+      end
       local n = C.pc_reader_next(rd, pkts, BATCH)
       if n < 0 then err = "spool copy: " .. ffi.string(C.pc_reader_error(rd)) end
       if n <= 0 then break end

@@ -19,8 +19,14 @@ function M.offset_ns()
    local ret, err = require("pushcap.luafile").eval(path, env)
    if err then return 0, "ignoring " .. err end
    local sched = type(ret) == "table" and (ret.Scheduler or ret) or env.Scheduler
-   local v = type(sched) == "table" and tonumber(sched.TimeOffset) or 0
-   if not v then return 0, ("ignoring %s: Scheduler.TimeOffset is not a number"):format(path) end
+   local raw = type(sched) == "table" and sched.TimeOffset or nil
+   if raw == nil then return 0 end
+   local v = tonumber(raw)
+   -- an offset of more than a day is a mistake (and inf/nan would move
+   -- every window to another century)
+   if not v or v ~= v or math.abs(v) > 86400e9 then
+      return 0, ("ignoring %s: Scheduler.TimeOffset %s is not a number of ns within a day"):format(path, tostring(raw))
+   end
    return math.floor(v)
 end
 

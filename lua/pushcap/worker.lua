@@ -28,7 +28,7 @@ local SCRATCH = 8 * 1024 * 1024
 -- moves the realtime push's position.
 function M.state_path(config_path, desc, offline)
    local cfg = (config_path or "push_pcap.lua"):match("([^/]*)$"):gsub("%.lua$", "")
-   return ("%s/push/%s/%s%s.pos"):format(paths.store, cfg, desc, offline and ".offline" or "")
+   return ("%s/push/%s/%s%s.pos"):format(paths.store, cfg, offline and "offline/" or "", desc)
 end
 
 -- Held by the worker pushing a target: a second one (another supervisor
@@ -43,23 +43,32 @@ function M.status_path(config_path, desc)
    return (M.state_path(config_path, desc):gsub("%.pos$", ".status"))
 end
 
+-- nil when there is none; nil and a message when the file exists but
+-- cannot be read (starting at the live head then would skip data).
 local function load_state(path)
    local f = io.open(path)
    if not f then return nil end
    local line = f:read("*l") or ""
    f:close()
    local cap, chunk, rec = line:match("^(%d+) (%d+) (%d+)$")
-   if not cap then return nil end
+   if not cap then
+      return nil, ("the saved position %s is unreadable (%q): remove it to start afresh"):format(path, line)
+   end
    return { capture = tonumber(cap), chunk = tonumber(chunk), rec = tonumber(rec) }
 end
 
+-- Replaces the saved position; on failure the old file stays (a restart
+-- then redoes more, never less) and the failure is logged.
 local function save_state(path, capture, chunk, rec)
    local tmp = path .. ".tmp"
-   local f = io.open(tmp, "w")
-   if not f then return false end
-   f:write(("%d %s %d\n"):format(capture, num.str(chunk), rec))
-   f:close()
-   return C.pc_rename(tmp, path) == 0
+   local f, err = io.open(tmp, "w")
+   local ok = f and f:write(("%d %s %d\n"):format(capture, num.str(chunk), rec))
+   local closed = f and f:close()
+   if ok and closed and C.pc_rename(tmp, path) == 0 then return true end
+   os.remove(tmp)
+   io.stderr:write(("push: cannot save the position in %s (%s); a restart redoes what came after the last saved one\n")
+      :format(path, tostring(err or "write failed")))
+   return false
 end
 
 -- ---- the pipeline ---------------------------------------------------------------
@@ -104,7 +113,8 @@ function M.run(cfg, t, opts)
    C.pc_mkdirs(state_path:match("^(.*)/"), 448)
    local lock, lerr = proc.lock(M.lock_path(cfg.path, t.desc))
    if not lock then return fail(lerr .. ": not starting a second push of this target") end
-   local saved = load_state(state_path)
+   local saved, serr = load_state(state_path)
+   if serr then return fail(serr) end
    local start
    if saved and saved.capture == m.id then
       start = { chunk = saved.chunk, rec = saved.rec }
