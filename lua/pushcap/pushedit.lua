@@ -390,6 +390,15 @@ local SHOW_FIRST = { "Mode", "Path", "Split", "FileName", "FilterBPF", "FilterFr
 
 -- Lines for `show push-pcap`: FollowStart, Decap, then every target as
 -- "[name] #n" and its fields.
+-- A field's value as printed: passwords in URLs and curl arguments hidden,
+-- as push_pcap.lua --check and the logs hide them.
+function M.masked(field, v)
+   if type(v) ~= "string" then return v end
+   if field == "CurlArgs" or field == "curl-args" then return require("pushcap.curlopts").mask(v) end
+   if field == "Path" or field == "path" then return require("pushcap.sink").mask_text(v) end
+   return v
+end
+
 function M.show(cfg)
    local L = {}
    local function row(indent, k, v) L[#L + 1] = ("%s%-11s : %s"):format(indent, k, v) end
@@ -404,9 +413,9 @@ function M.show(cfg)
          L[#L + 1] = ("[?] #%d is a %s, not a target"):format(i, type(t))
       else
          L[#L + 1] = ("[%s] #%d"):format(tostring(t.Desc), i)
-         for _, k in ipairs(SHOW_FIRST) do row("    ", k, shown(t[k])) end
+         for _, k in ipairs(SHOW_FIRST) do row("    ", k, shown(M.masked(k, t[k]))) end
          for _, k in ipairs(M.TARGET_ORDER) do
-            if k ~= "Desc" and not always[k] and t[k] ~= nil then row("    ", k, shown(t[k])) end
+            if k ~= "Desc" and not always[k] and t[k] ~= nil then row("    ", k, shown(M.masked(k, t[k]))) end
          end
          local rest = {}
          for k in pairs(t) do

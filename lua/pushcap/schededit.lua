@@ -68,7 +68,7 @@ local FALSE = { ["false"] = true, no = true, off = true, ["0"] = true }
 -- An empty schedule: nothing runs.
 function M.empty() return { Schedule = {} } end
 
-function M.env() return setmetatable({}, { __index = _G }) end
+function M.env() return require("pushcap.schedule").file_env() end
 
 -- Evaluates the schedule at path.  Returns the table, or nil, a message and
 -- "missing" when there is no file.

@@ -41,16 +41,14 @@ function M.shipped_dir()
    return (bindir:gsub("/[^/]+/?$", "")) .. "/analytics"
 end
 
-local function exists(path)
-   local f = io.open(path, "r")
-   if f then f:close() return true end
-   return false
-end
-
+-- The first runnable file of that name (a directory or a file without the
+-- execute bit would only fail when the scheduler starts it).
 function M.find_engine(name)
+   if name:match("^%.*$") then return nil end
+   local C = require("pushcap.ffi")
    for _, dir in ipairs(M.engine_dirs()) do
       local p = dir .. "/" .. name
-      if exists(p) then return p end
+      if C.pc_is_executable(p) == 1 then return p end
    end
    return nil
 end
@@ -195,13 +193,18 @@ function M.check(rows, opts)
    return good, errors
 end
 
+-- What a schedule file may use: data and a little arithmetic, nothing that
+-- reaches the system (fmadiocli evaluates it the same way).
+function M.file_env()
+   return { os = { date = os.date, time = os.time }, string = string, math = math,
+            tonumber = tonumber, tostring = tostring, ipairs = ipairs, pairs = pairs }
+end
+
 -- Loads and checks the schedule file.  Returns the good rows (or nil when
 -- the file cannot be used at all) and the list of problems.
 function M.load(path, opts)
    path = path or M.default_path()
-   local ret, err = require("pushcap.luafile").eval(path, {
-      os = { date = os.date, time = os.time }, string = string, math = math,
-      tonumber = tonumber, tostring = tostring, ipairs = ipairs, pairs = pairs })
+   local ret, err = require("pushcap.luafile").eval(path, M.file_env())
    if err then return nil, { err } end
    if type(ret) ~= "table" then
       return nil, { ("%s: must return a table { Schedule = { ... } }, returned %s"):format(path, type(ret)) }
