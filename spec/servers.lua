@@ -160,48 +160,42 @@ function S.sshd(d)
    return h
 end
 
--- ---- rclone serve webdav -----------------------------------------------------------
--- Serves dir on 127.0.0.1; the first start lets the kernel pick the port,
--- a start after stop() takes the same one again.
-function S.webdav(dir, logdir, limit)
-   local w = { dir = dir, log = logdir .. "/dav.log", limit = limit or 600 }
+-- ---- servers that print their port -------------------------------------------------
+-- A server on 127.0.0.1 serving dir, started by command(port) (port 0: the
+-- kernel picks) and logging the port it took in a line matching ready.  The
+-- first start picks the port; a start after stop() takes the same again.
+local function port_server(name, dir, log, limit, command, ready)
+   local sv = { dir = dir, log = log, limit = limit or 600 }
    H.sh("mkdir -p " .. S.q(dir))
-   function w.start()
-      os.remove(w.log)
-      w.pid = background(w.limit, ("%s rclone --config=/dev/null serve webdav %s --addr 127.0.0.1:%d")
-         :format(S.NOCA, S.q(dir), w.port or 0), w.log)
-      local port = tonumber(S.wait_for(w.log, "started on http://127%.0%.0%.1:(%d+)/", 15) or "")
-      assert(port, "rclone serve webdav did not start: " .. (H.slurp(w.log) or ""))
-      w.port = port
+   function sv.start()
+      os.remove(sv.log)
+      sv.pid = background(sv.limit, command(sv.port or 0), sv.log)
+      local port = tonumber(S.wait_for(sv.log, ready, 15) or "")
+      assert(port, name .. " did not start: " .. (H.slurp(sv.log) or ""))
+      sv.port = port
    end
-   function w.stop()
-      S.stop(w.pid)
-      w.pid = nil
+   function sv.stop()
+      S.stop(sv.pid)
+      sv.pid = nil
    end
-   w.start()
-   return w
+   sv.start()
+   return sv
 end
 
--- ---- s3rver ---------------------------------------------------------------------------
--- An S3 server on 127.0.0.1 storing under dir, with bucket made up front.
+-- rclone serve webdav of dir.
+function S.webdav(dir, logdir, limit)
+   return port_server("rclone serve webdav", dir, logdir .. "/dav.log", limit, function(port)
+      return ("%s rclone --config=/dev/null serve webdav %s --addr 127.0.0.1:%d"):format(S.NOCA, S.q(dir), port)
+   end, "started on http://127%.0%.0%.1:(%d+)/")
+end
+
+-- An S3 server (s3rver) storing under dir, with bucket made up front.
 function S.s3rver(dir, bucket, logdir, limit)
    assert(H.slurp(S.S3DIR .. "/node_modules/s3rver/package.json"),
       "s3rver is not installed: run `make deps` (npm install in spec/s3server)")
-   local s = { dir = dir, log = logdir .. "/s3.log", limit = limit or 600 }
-   H.sh("mkdir -p " .. S.q(dir))
-   function s.start()
-      os.remove(s.log)
-      s.pid = background(s.limit, ("node %s/start.js %s %s %d"):format(S.S3DIR, S.q(dir), bucket, s.port or 0), s.log)
-      local port = tonumber(S.wait_for(s.log, "READY (%d+)", 15) or "")
-      assert(port, "s3rver did not start: " .. (H.slurp(s.log) or ""))
-      s.port = port
-   end
-   function s.stop()
-      S.stop(s.pid)
-      s.pid = nil
-   end
-   s.start()
-   return s
+   return port_server("s3rver", dir, logdir .. "/s3.log", limit, function(port)
+      return ("node %s/start.js %s %s %d"):format(S.S3DIR, S.q(dir), bucket, port)
+   end, "READY (%d+)")
 end
 
 -- The rclone.conf of a pushcap root: remotes s3 (an s3rver port) and dav
