@@ -242,7 +242,7 @@ long pc_listdir(const char *path, char *buf, size_t len)
 		size_t n = strlen(e->d_name);
 		if (need + n + 1 <= len) {
 			memcpy(buf + need, e->d_name, n);
-			buf[need + n] = '\n';
+			buf[need + n] = 0;
 		}
 		need += n + 1;
 	}

@@ -345,7 +345,8 @@ int pc_rename(const char *from, const char *to);  /* 0 or -errno */
 int pc_unlink(const char *path);
 int pc_mkdirs(const char *path, int mode);  /* mkdir -p; 0 or -errno */
 int pc_exists(const char *path);            /* 1 regular/dir exists, 0 not */
-/* The names in directory path (without . and ..), each ending in '\n',
+/* The names in directory path (without . and ..), each ending in a NUL
+ * (a name may hold a newline, never a NUL),
  * into buf.  Returns the bytes the whole list needs (call again with a
  * larger buf when it is more than len), or -errno. */
 long pc_listdir(const char *path, char *buf, size_t len);

@@ -71,7 +71,7 @@ function M.listdir(dir)
       if n < 0 then return nil, ("cannot list %s: %s"):format(dir, M.errstr(n)) end
       if n <= size then
          local names = {}
-         for name in ffi.string(buf, n):gmatch("[^\n]+") do names[#names + 1] = name end
+         for name in ffi.string(buf, n):gmatch("([^%z]+)%z") do names[#names + 1] = name end
          return names
       end
       size = n + 4096
