@@ -89,8 +89,7 @@ local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
 -- one supervisor per config (each worker also locks its target)
 do
-   -- a name no Desc can take (a Desc never starts with '.')
-   local lock_file = require("pushcap.worker").state_path(o.config, "x"):gsub("x%.pos$", ".supervisor.lock")
+   local lock_file = require("pushcap.worker").supervisor_lock_path(o.config)
    C.pc_mkdirs(lock_file:match("^(.*)/"), 448)
    local lock, lerr, holder = proc.lock(lock_file)
    if not lock and holder then

@@ -35,11 +35,15 @@ function M.engine_dirs()
    return dirs
 end
 
--- The analytics directory of this installation (bin/../analytics).
-function M.shipped_dir()
+-- The top of this installation or checkout: the parent of fmadiolua's
+-- directory (bin/ installed, build/ in a checkout).
+function M.install_dir()
    local bindir = rawget(_G, "PUSHCAP_BINDIR") or "."
-   return (bindir:gsub("/[^/]+/?$", "")) .. "/analytics"
+   return (bindir:gsub("/[^/]+/?$", ""))
 end
+
+-- The analytics directory of this installation (<top>/analytics).
+function M.shipped_dir() return M.install_dir() .. "/analytics" end
 
 -- The first runnable file of that name (a directory or a file without the
 -- execute bit would only fail when the scheduler starts it).

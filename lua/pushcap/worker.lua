@@ -23,24 +23,34 @@ local BATCH = split.BATCH
 local SCRATCH = 8 * 1024 * 1024
 
 -- ---- saved position ----------------------------------------------------------
--- One per config and target: two schedules may both have a target "all".
--- An offline run keeps its own, so pushing a stored capture by hand never
--- moves the realtime push's position.
+-- <store>/push/<config name>/: one directory per config, since two
+-- schedules may both have a target "all".
+function M.state_dir(config_path)
+   return ("%s/push/%s"):format(paths.store, redeliver.config_name(config_path))
+end
+
+-- A target's saved position.  An offline run keeps its own, so pushing a
+-- stored capture by hand never moves the realtime push's position.
 function M.state_path(config_path, desc, offline)
-   local cfg = (config_path or "push_pcap.lua"):match("([^/]*)$"):gsub("%.lua$", "")
-   return ("%s/push/%s/%s%s.pos"):format(paths.store, cfg, offline and "offline/" or "", desc)
+   return ("%s/%s%s.pos"):format(M.state_dir(config_path), offline and "offline/" or "", desc)
 end
 
 -- Held by the worker pushing a target: a second one (another supervisor
 -- on the same config, an offline run beside the realtime one, a worker
 -- orphaned by a killed supervisor) would write the same files.
 function M.lock_path(config_path, desc)
-   return (M.state_path(config_path, desc):gsub("%.pos$", ".lock"))
+   return ("%s/%s.lock"):format(M.state_dir(config_path), desc)
 end
 
--- Next to it: what is pending delivery, for the supervisor's status lines.
+-- Held by the supervisor: a name no Desc can take (a Desc never starts
+-- with '.').
+function M.supervisor_lock_path(config_path)
+   return M.state_dir(config_path) .. "/.supervisor.lock"
+end
+
+-- What is pending delivery, for the supervisor's status lines.
 function M.status_path(config_path, desc)
-   return (M.state_path(config_path, desc):gsub("%.pos$", ".status"))
+   return ("%s/%s.status"):format(M.state_dir(config_path), desc)
 end
 
 -- nil when there is none; nil and a message when the file exists but
