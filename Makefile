@@ -9,11 +9,13 @@ LUAJIT_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 LUAJIT_LIBS := $(shell pkg-config --libs $(PKGS))
 
 B := build
-CORE := pcap_read pcap_write split proc store bpf decap live ring compress curl_put
+CORE := pcap_read pcap_write split proc store store_ahead bpf decap live ring compress curl_put
 OBJS := $(CORE:%=$(B)/%.o) $(B)/cdef.o $(B)/host.o
 HDR := runtime/pushcap.h
 
 all: $(B)/fmadiolua $(B)/pcapgen
+
+$(B)/store.o $(B)/store_ahead.o: runtime/store_priv.h
 
 $(B):
 	mkdir -p $(B)

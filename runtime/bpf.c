@@ -101,3 +101,47 @@ int pc_pkt_select(pc_pkt *pkts, int n, const uint8_t *keep)
 	}
 	return j;
 }
+
+/* ---- a push target's filter ------------------------------------------------- */
+size_t pc_filter_work(const pc_filter *f, int n, size_t bytes)
+{
+	switch (f->decap) {
+	case PC_DECAP_PEEK: return (size_t)n * 14;
+	/* a decapsulated frame is never longer than its original */
+	case PC_DECAP_OUT: return bytes + 64;
+	default: return 0;
+	}
+}
+
+int pc_filter_run(const pc_filter *f, pc_pkt *pkts, pc_pkt *inner, int n, uint8_t *work, size_t work_len,
+		  uint8_t *keep, pc_decap_stats *st)
+{
+	const pc_pkt *seen = pkts;
+	if (f->decap == PC_DECAP_PEEK) {
+		if (work_len < (size_t)n * 14)
+			return -1;
+		pc_decap_inplace(pkts, inner, n, work, st);
+		seen = inner;
+	} else if (f->decap == PC_DECAP_OUT) {
+		if (pc_decap(pkts, inner, n, work, work_len, st) < n)
+			return -1;
+		seen = inner;
+	}
+	int kept = n;
+	if (f->bpf)
+		kept = pc_bpf_match(f->bpf, seen, n, keep);
+	else
+		memset(keep, 1, (size_t)n);
+	if (f->frame_ok) {
+		for (int i = 0; i < n; i++) {
+			const pc_pkt *p = &seen[i];
+			if (keep[i] && p->wirelen && !f->frame_ok[p->port * 2 + (p->flags & 1)]) {
+				keep[i] = 0;
+				kept--;
+			}
+		}
+	}
+	if (f->decap == PC_DECAP_PEEK)
+		pc_decap_restore(pkts, inner, n, work);
+	return kept;
+}

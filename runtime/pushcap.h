@@ -157,6 +157,29 @@ void pc_bpf_free(pc_bpf *f);
 /* Moves pkts[i] with keep[i] != 0 to the front, in order; returns their count. */
 int pc_pkt_select(pc_pkt *pkts, int n, const uint8_t *keep);
 
+/* What push keeps of a target's input: decap, then BPF and FilterFrame on
+ * the inner frame.  Plain data, shared read-only by the threads that run it. */
+enum {
+	PC_DECAP_NONE = 0,
+	PC_DECAP_PEEK = 1,      /* filters see the inner frame; the original is kept */
+	PC_DECAP_OUT = 2        /* the inner frame replaces the original */
+};
+typedef struct pc_filter {
+	const pc_bpf *bpf;          /* NULL: no BPF */
+	const uint8_t *frame_ok;    /* NULL, or 512 bytes: [port * 2 + (flags & 1)] != 0 passes */
+	int decap;                  /* PC_DECAP_* */
+} pc_filter;
+/* The room pc_filter_run needs in work for n packets of at most bytes
+ * frame bytes in all. */
+size_t pc_filter_work(const pc_filter *f, int n, size_t bytes);
+/* Runs f over pkts[0..n): keep[i] = 1 when pkts[i] passes (time ticks
+ * always do).  inner (n entries) gets the frames as the filters saw them;
+ * with PC_DECAP_OUT they are built in work and are what is written, with
+ * PC_DECAP_PEEK pkts are left as they were.  Returns the count kept, or -1
+ * when work is too small. */
+int pc_filter_run(const pc_filter *f, pc_pkt *pkts, pc_pkt *inner, int n, uint8_t *work, size_t work_len,
+		  uint8_t *keep, pc_decap_stats *st);
+
 /* ---- in-process compression (a recognised --pipe-cmd / PipeCmd) --------- */
 enum { PC_COMP_GZIP = 1, PC_COMP_LZ4 = 2, PC_COMP_ZSTD = 3 };
 typedef struct pc_comp pc_comp;
@@ -287,6 +310,26 @@ void pc_store_reader_close(pc_store_reader *r);
  * committed (see pc_store_reader_ended), or -errno on a write error.  The
  * file header is the caller's. */
 int pc_store_cat(pc_store_reader *r, int fd, int chunked, int max_chunks);
+
+/* A store reader that reads ahead in threads: each takes the next chunk,
+ * reads it, checks it, makes its records pc_pkt and runs filter (NULL:
+ * none) on them, so the consumer only splits and writes.  What
+ * pc_store_ahead_next returns, in order, is what pc_store_next would have
+ * (lapped and corrupt chunks counted the same way), a whole chunk at a
+ * time.  threads = 0: one per CPU this process may run on, at most 4.  r
+ * is the ahead's until pc_store_ahead_free, and stays usable for the
+ * position and stats calls; filter must outlive the ahead. */
+typedef struct pc_store_ahead pc_store_ahead;
+pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_filter *filter,
+				   pc_decap_stats *dstats);
+/* The next chunk's packets, at *pkts (valid until the next call), and
+ * with a filter that can drop packets keep[i] (else *keep = NULL); its
+ * decap counts are added to dstats.  Returns the count, 0 when nothing is
+ * committed yet or the capture ended (see pc_store_reader_ended), or
+ * negative on a read error (pc_store_reader_error). */
+int pc_store_ahead_next(pc_store_ahead *a, pc_pkt **pkts, uint8_t **keep);
+int pc_store_ahead_threads(const pc_store_ahead *a);
+void pc_store_ahead_free(pc_store_ahead *a);
 /* The first chunk id of the capture whose packets end at or after ts,
  * found by binary search of the index; first_id + entries when none. */
 uint64_t pc_store_seek_time(int idx_fd, uint64_t first_id, uint64_t ts);

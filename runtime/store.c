@@ -36,83 +36,8 @@
 
 #include "pushcap.h"
 
-#define SB_SIZE 4096
-#define CHUNK_HDR 64
-#define REC_HDR 16
-#define CHUNK_MAGIC 0x314b4350u      /* "PCK1" */
-#define CHUNK_EXT 1u                 /* has records longer than 65535 bytes */
-static const char store_magic[8] = { 'P', 'C', 'S', 'T', 'O', 'R', 'E', '1' };
+#include "store_priv.h"
 
-struct superblock {
-	char magic[8];
-	uint32_t version;
-	uint32_t chunk_size;
-	uint64_t nslots;
-	uint64_t created_ns;
-	uint64_t head;            /* next chunk id; published after the chunk */
-	uint64_t tick_ts;
-	uint32_t active_capture;
-	int32_t writer_pid;
-	uint64_t next_capture_id;
-};
-
-struct chunk_hdr {
-	uint32_t magic;
-	uint32_t length;          /* record bytes after the header */
-	uint64_t chunk_id;
-	uint64_t hash;            /* XXH3-64 of header (hash = 0) and records */
-	uint32_t capture_id;
-	uint32_t pkt_cnt;         /* records, NOP ticks included */
-	uint64_t bytes_wire;
-	uint32_t bytes_cap;
-	uint32_t flags;
-	uint64_t ts_first;
-	uint64_t ts_last;
-};
-
-struct pc_store {
-	int fd;
-	int writer;
-	struct superblock *sb;
-	uint32_t chunk_size;
-	uint64_t nslots;
-	/* writer state */
-	uint8_t *chunk;           /* the chunk being filled */
-	struct chunk_hdr cur;
-	int open;                 /* cur holds at least one record */
-	int idx_fd;
-	pc_store_stats st;
-	/* pc_store_sync_async: one background fdatasync at a time, on its own
-	 * copies of the fds (the writer may close the index meanwhile) */
-	pthread_t sync_th;
-	int sync_busy;            /* sync_th was started and not joined */
-	int sync_done;            /* set by sync_th when it returns (atomic) */
-	int sync_rc;
-	int sync_fd, sync_idx_fd;
-};
-
-struct pc_store_reader {
-	pc_store *s;
-	uint32_t capture_id;
-	uint64_t first_id;
-	uint64_t next_id;
-	int idx_fd;
-	int ended;
-	uint8_t *buf;             /* the loaded chunk's records */
-	struct chunk_hdr hdr;     /* the loaded chunk's header */
-	uint32_t pos, left;       /* walk of the loaded chunk's records */
-	uint32_t rec;             /* index of the next record in the chunk */
-	uint32_t skip;            /* records to pass over in the first chunk */
-	uint64_t cur_id;          /* the loaded chunk's id */
-	pc_store_stats st;
-	char err[256];
-};
-
-_Static_assert(sizeof(struct chunk_hdr) == CHUNK_HDR, "chunk header is 64 bytes");
-_Static_assert(sizeof(pc_store_idx) == 40, "index entry is 40 bytes");
-
-static uint64_t load_acq(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static uint32_t load32_acq(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
 static off_t slot_offset(const pc_store *s, uint64_t id)
 {
@@ -131,25 +56,25 @@ static uint64_t chunk_hash(const struct chunk_hdr *hdr, const uint8_t *records)
  * slot holds them right after the header).  chunk_fits: h says it is
  * chunk `id` and its length fits the slot; chunk_sum_ok: the checksum
  * holds for h and the records; chunk_valid: both. */
-static int chunk_fits(const pc_store *s, const struct chunk_hdr *h, uint64_t id)
+int store_chunk_fits(const pc_store *s, const struct chunk_hdr *h, uint64_t id)
 {
 	return h->magic == CHUNK_MAGIC && h->chunk_id == id && h->length <= s->chunk_size - CHUNK_HDR;
 }
 
-static int chunk_sum_ok(const struct chunk_hdr *h, const uint8_t *records)
+int store_chunk_sum_ok(const struct chunk_hdr *h, const uint8_t *records)
 {
 	return h->hash == chunk_hash(h, records);
 }
 
 static int chunk_valid(const pc_store *s, const struct chunk_hdr *h, const uint8_t *records, uint64_t id)
 {
-	return chunk_fits(s, h, id) && chunk_sum_ok(h, records);
+	return store_chunk_fits(s, h, id) && store_chunk_sum_ok(h, records);
 }
 
 /* Reads the slot of chunk id: its header into *h and the rest of the slot
  * (chunk_size - CHUNK_HDR bytes) to records, which need not follow the
  * header in memory.  0, or -errno. */
-static int read_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8_t *records)
+int store_read_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8_t *records)
 {
 	struct iovec iov[2] = { { h, CHUNK_HDR }, { records, s->chunk_size - CHUNK_HDR } };
 	ssize_t n = preadv(s->fd, iov, 2, slot_offset(s, id));
@@ -163,7 +88,7 @@ static int read_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8
 /* 1 when slot id holds chunk id, whole (read into h and records). */
 static int read_valid_chunk(const pc_store *s, uint64_t id, struct chunk_hdr *h, uint8_t *records)
 {
-	return read_chunk(s, id, h, records) == 0 && chunk_valid(s, h, records, id);
+	return store_read_chunk(s, id, h, records) == 0 && chunk_valid(s, h, records, id);
 }
 
 int pc_store_create(const char *dir, uint32_t chunk_size, uint64_t nslots, char *err, size_t errlen)
@@ -571,7 +496,7 @@ pc_store_reader *pc_store_reader_open(pc_store *s, uint32_t capture_id, uint64_t
 }
 
 /* Adds the index's counts for chunks [from, to) to the given counters. */
-static void count_from_idx(pc_store_reader *r, uint64_t from, uint64_t to, uint64_t *chunks,
+void store_count_from_idx(const pc_store_reader *r, uint64_t from, uint64_t to, uint64_t *chunks,
 			   uint64_t *pkts, uint64_t *bytes)
 {
 	for (uint64_t id = from; id < to; id++) {
@@ -586,16 +511,20 @@ static void count_from_idx(pc_store_reader *r, uint64_t from, uint64_t to, uint6
 	}
 }
 
-/* Chunk id, read, failed its checks: the writer overwrote it while we read
- * it (counted as lapped), or it is corrupt. */
-static void chunk_bad(pc_store_reader *r, uint64_t id)
+void store_chunk_bad(const pc_store_reader *r, uint64_t id, pc_store_stats *st, char *err, size_t errlen)
 {
+	/* the writer overwrote it while we read it, or it is corrupt */
 	if (load_acq(&r->s->sb->head) - id >= r->s->nslots) {
-		count_from_idx(r, id, id + 1, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+		store_count_from_idx(r, id, id + 1, &st->lost_chunks, &st->lost_pkts, &st->lost_bytes);
 		return;
 	}
-	count_from_idx(r, id, id + 1, &r->st.corrupt_chunks, &r->st.corrupt_pkts, NULL);
-	snprintf(r->err, sizeof r->err, "chunk %llu failed its checksum and was skipped", (unsigned long long)id);
+	store_count_from_idx(r, id, id + 1, &st->corrupt_chunks, &st->corrupt_pkts, NULL);
+	snprintf(err, errlen, "chunk %llu failed its checksum and was skipped", (unsigned long long)id);
+}
+
+static void chunk_bad(pc_store_reader *r, uint64_t id)
+{
+	store_chunk_bad(r, id, &r->st, r->err, sizeof r->err);
 }
 
 /* Reads chunk next_id, its header into r->hdr and its records to records
@@ -621,25 +550,25 @@ static int load_chunk(pc_store_reader *r, uint8_t *records)
 			/* lapped: the slot we want holds (or is getting) a newer chunk;
 			 * skip to the oldest chunk the writer cannot be rewriting */
 			uint64_t resume = head - s->nslots + 1;
-			count_from_idx(r, r->next_id, resume, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
+			store_count_from_idx(r, r->next_id, resume, &r->st.lost_chunks, &r->st.lost_pkts, &r->st.lost_bytes);
 			r->next_id = resume;
 			continue;
 		}
 		uint64_t id = r->next_id;
 		struct chunk_hdr h;
-		int rc = read_chunk(s, id, &h, records);
+		int rc = store_read_chunk(s, id, &h, records);
 		if (rc) {
 			snprintf(r->err, sizeof r->err, "reading chunk %llu: %s", (unsigned long long)id, strerror(-rc));
 			return rc;
 		}
-		if (!chunk_fits(s, &h, id)) {
+		if (!store_chunk_fits(s, &h, id)) {
 			r->next_id++;
 			chunk_bad(r, id);
 			continue;
 		}
 		if (h.capture_id != r->capture_id) {
 			/* the next capture starts here, unless a bit flipped */
-			if (chunk_sum_ok(&h, records)) {
+			if (store_chunk_sum_ok(&h, records)) {
 				r->ended = 1;
 				return 0;
 			}
@@ -659,46 +588,10 @@ static int load_checked(pc_store_reader *r)
 {
 	for (;;) {
 		int rc = load_chunk(r, r->buf);
-		if (rc <= 0 || chunk_sum_ok(&r->hdr, r->buf))
+		if (rc <= 0 || store_chunk_sum_ok(&r->hdr, r->buf))
 			return rc;
 		chunk_bad(r, r->cur_id);
 	}
-}
-
-/* A record's header (docs/store-format.md, Chunks).  pc_store_next and
- * pc_store_cat both walk a chunk with rec_next. */
-struct rec {
-	uint64_t ts;
-	uint32_t caplen, wire;
-};
-
-/* Decodes the record header at p.  ext = 0 for a chunk without CHUNK_EXT,
- * where the lengths' high bytes are all 0: one step less on the chain of
- * loads that a walk of records is. */
-static inline void rec_decode(const uint8_t *p, struct rec *rec, int ext)
-{
-	uint16_t c16, w16;
-	memcpy(&rec->ts, p, 8);
-	memcpy(&c16, p + 8, 2);
-	memcpy(&w16, p + 10, 2);
-	rec->caplen = c16;
-	rec->wire = w16;
-	if (ext) {
-		rec->caplen |= (uint32_t)p[14] << 16;
-		rec->wire |= (uint32_t)p[15] << 16;
-	}
-}
-
-/* Decodes the record at p and returns the next one, or NULL when this one
- * runs past end (which a chunk that passed its checksum never does). */
-static inline uint8_t *rec_next(uint8_t *p, const uint8_t *end, struct rec *rec)
-{
-	if (end - p < REC_HDR)
-		return NULL;
-	rec_decode(p, rec, 1);
-	if ((size_t)(end - p - REC_HDR) < rec->caplen)
-		return NULL;
-	return p + REC_HDR + rec->caplen;
 }
 
 int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
@@ -733,14 +626,7 @@ int pc_store_next(pc_store_reader *r, pc_pkt *out, int max)
 			r->rec++;
 			continue;
 		}
-		pc_pkt *p = &out[n++];
-		p->ts = rec.ts;
-		p->data = h + REC_HDR;
-		p->caplen = rec.caplen;
-		p->wirelen = rec.wire;
-		p->port = h[12];
-		p->flags = h[13];
-		p->rec = r->rec++;
+		rec_pkt(&out[n++], h, &rec, r->rec++);
 		if (rec.wire) {
 			r->st.packets++;
 			r->st.bytes_wire += rec.wire;
@@ -840,13 +726,6 @@ static int cat_chunked(pc_store_reader *r, int fd, int max_chunks)
 		done++;
 	}
 	return done;
-}
-
-/* The pcap record header for r. */
-static inline void pcap_header(uint8_t *to, const struct rec *r)
-{
-	uint32_t ph[4] = { (uint32_t)(r->ts / 1000000000u), (uint32_t)(r->ts % 1000000000u), r->caplen, r->wire };
-	memcpy(to, ph, REC_HDR);
 }
 
 /* The common case, kept tight: rewrites in place the headers of the

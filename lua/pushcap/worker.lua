@@ -20,7 +20,6 @@ local store = require("pushcap.store")
 
 local M = {}
 local BATCH = split.BATCH
-local SCRATCH = 8 * 1024 * 1024
 
 -- ---- saved position ----------------------------------------------------------
 -- <store>/push/<config name>/: one directory per config, since two
@@ -141,26 +140,38 @@ function M.run(cfg, t, opts)
    log(("push %s: capture %s (id %d) from chunk %s, mode %s"):format(t.desc, m.name, m.id,
       num.str(C.pc_store_reader_position(r)), t.mode))
 
-   -- filters
-   local bpf, keep
+   -- filters: decap, BPF and FilterFrame run in the store reader's
+   -- threads (pc_store_ahead), a chunk at a time
+   local filter = ffi.new("pc_filter")
+   local bpf, frame_ok
    if t.bpf then
       local ebuf = ffi.new("char[512]")
       bpf = C.pc_bpf_compile(t.bpf, linktype, ebuf, 512)
       if bpf == nil then return fail("FilterBPF: " .. ffi.string(ebuf)) end
       bpf = ffi.gc(bpf, C.pc_bpf_free)
+      filter.bpf = bpf
    end
-   local frame_ok = t.filter_frame and t.filter_frame.tbl
-   local decap = t.decap and linktype == 1
-   local pkts = ffi.new("pc_pkt[?]", BATCH + 1)   -- + 1: room for a time tick
-   local inner = decap and ffi.new("pc_pkt[?]", BATCH + 1)
-   -- the original frames are written: decap rewrites 14 bytes of each in
-   -- the reader's buffer and puts them back after filtering, no copy;
-   -- written decapsulated frames are built in scratch instead
-   local in_place = t.output ~= "decap"
-   local scratch = decap and not in_place and ffi.new("uint8_t[?]", SCRATCH)
-   local saved = decap and in_place and ffi.new("uint8_t[?]", (BATCH + 1) * 14)
+   if t.filter_frame and t.filter_frame.tbl then
+      frame_ok = ffi.new("uint8_t[512]")
+      for k = 0, 511 do frame_ok[k] = t.filter_frame.tbl[k] and 1 or 0 end
+      filter.frame_ok = frame_ok
+   end
+   -- decap runs only when something looks at the inner packet; the
+   -- original frames are written unless Output is "decap"
+   if t.decap and linktype == 1 then
+      if t.output == "decap" then
+         filter.decap = C.PC_DECAP_OUT
+      elseif bpf or frame_ok then
+         filter.decap = C.PC_DECAP_PEEK
+      end
+   end
+   local need_decap = filter.decap ~= C.PC_DECAP_NONE
    local dstats = ffi.new("pc_decap_stats")
-   keep = ffi.new("uint8_t[?]", BATCH + 1)
+   local ahead   -- the reader's threads: started just before the loop
+   local function close_ahead()
+      if ahead then C.pc_store_ahead_free(ffi.gc(ahead, nil)) end
+      ahead = nil
+   end
 
    -- the engine, with our position saved after every split
    local cur_chunk = 0
@@ -173,6 +184,7 @@ function M.run(cfg, t, opts)
    -- the delivery queue; the worker stops its re-send helper on every way out
    local queue
    local function leave(code)
+      close_ahead()
       if queue then queue:stop() end
       return code
    end
@@ -231,64 +243,44 @@ function M.run(cfg, t, opts)
       end,
    })) end
 
-   -- One batch (one chunk's records) through decap and the filters; returns
-   -- the array to split and its count.  Decap runs only when something
-   -- looks at the inner packet; selection is pc_pkt_select, in place.
-   local need_decap = decap and (bpf ~= nil or frame_ok ~= nil or t.output == "decap")
-   local function select(n)
-      if need_decap and in_place then
-         C.pc_decap_inplace(pkts, inner, n, saved, dstats)
-      elseif need_decap then
-         local done = 0
-         while done < n do
-            done = done + C.pc_decap(pkts + done, inner + done, n - done, scratch, SCRATCH, dstats)
-         end
-      end
-      local seen = need_decap and inner or pkts
-      local src = t.output == "decap" and seen or pkts
-      if not bpf and not frame_ok then
-         if need_decap and in_place then C.pc_decap_restore(pkts, inner, n, saved) end
-         return src, n
-      end
-      if bpf then
-         C.pc_bpf_match(bpf, seen, n, keep)
-      else
-         ffi.fill(keep, n, 1)
-      end
-      if frame_ok then
-         for k = 0, n - 1 do
-            if keep[k] ~= 0 and seen[k].wirelen ~= 0 and not frame_ok[seen[k].port * 2 + bit.band(seen[k].flags, 1)] then
-               keep[k] = 0
-            end
-         end
-      end
-      if need_decap and in_place then C.pc_decap_restore(pkts, inner, n, saved) end
-      local last_ts, last_rec = src[n - 1].ts, src[n - 1].rec
-      local cnt = C.pc_pkt_select(src, n, keep)
+   -- One chunk's packets, filtered by the reader's threads (keep: NULL when
+   -- the filter cannot drop any): the kept ones moved to the front, in place.
+   local function select(pkts, n, keep)
+      if keep == nil then return pkts, n end
+      local last_ts, last_rec = pkts[n - 1].ts, pkts[n - 1].rec
+      local cnt = C.pc_pkt_select(pkts, n, keep)
       -- packets the filter dropped still move time on, so a time split
-      -- closes on time: a tick at the batch's last timestamp
-      if cnt < n and (cnt == 0 or src[cnt - 1].ts < last_ts) then
-         local tick = src[cnt]
+      -- closes on time: a tick at the chunk's last timestamp
+      if cnt < n and (cnt == 0 or pkts[cnt - 1].ts < last_ts) then
+         local tick = pkts[cnt]
          tick.ts = last_ts
          tick.caplen, tick.wirelen, tick.data = 0, 0, nil
          tick.rec = last_rec + 1
          cnt = cnt + 1
       end
-      return src, cnt
+      return pkts, cnt
    end
 
+   ahead = C.pc_store_ahead_new(r, 0, (bpf or frame_ok or need_decap) and filter or nil, dstats)
+   if ahead == nil then return leave(fail("out of memory (or no thread) for the store reader")) end
+   -- the threads use the reader and the filter: this frees them first,
+   -- whatever order the collector finds them in (close_ahead does it on
+   -- every way out)
+   ahead = ffi.gc(ahead, function(a) C.pc_store_ahead_free(a); return rd, filter, bpf, frame_ok end)
    local stats = ffi.new("pc_reader_stats")
    local sst = ffi.new("pc_store_stats")
    local last_ts = num.i64(0)
    local status = 0
    local idle_tick = ffi.new("pc_pkt[1]")
+   local chunk_pkts, chunk_keep = ffi.new("pc_pkt *[1]"), ffi.new("uint8_t *[1]")
    while true do
-      local n = C.pc_store_next(r, pkts, BATCH)
+      local n = C.pc_store_ahead_next(ahead, chunk_pkts, chunk_keep)
       if n > 0 then
+         local pkts = chunk_pkts[0]
          cur_chunk = C.pc_store_reader_chunk(r)
          last_ts = num.i64(pkts[n - 1].ts)
          local next_rec = pkts[n - 1].rec + 1
-         local out, cnt = select(n)
+         local out, cnt = select(pkts, n, chunk_keep[0])
          engine:feed(out, cnt, linktype, cur_chunk, next_rec)
          if engine.exit then return leave(engine.exit) end
       elseif n == 0 then
@@ -318,6 +310,7 @@ function M.run(cfg, t, opts)
       if queue then queue:tick() end
       if C.pc_signal_pending() ~= 0 or aborted then break end
    end
+   close_ahead()
    if aborted then
       io.stderr:write(("push %s: a split could not be delivered; exiting so that it is redone from the store\n")
          :format(t.desc))

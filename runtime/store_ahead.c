@@ -1,0 +1,372 @@
+/* store_ahead.c: a store reader that works ahead of its consumer, in threads.
+ *
+ * Most of an offline push is per chunk and independent of the other
+ * chunks: the kernel's copy out of the ring, the checksum, the walk of the
+ * records, decap and BPF.  Only splitting and writing need the packets in
+ * order.  So worker threads each take the next chunk id, do all of that
+ * into a slot of their own, and the consumer takes the slots in id order.
+ *
+ * Which chunk comes next, whether the reader was lapped, whether nothing
+ * is committed yet or the capture ended: those are decided one claim at a
+ * time under the lock, in the order load_chunk (store.c) decides them, and
+ * a slot carries every count and message its claim made, so the consumer
+ * sees what the synchronous reader would have.  After a claim that ends
+ * the stream for now (nothing committed, capture ended, read error) no
+ * more are made until the consumer has seen it; after "nothing yet" the
+ * next claim is made when the consumer asks again, so a live push sees new
+ * chunks as soon as it would have without threads.
+ *
+ * A slot is a copy: once read and checked it no longer depends on the
+ * ring, so a consumer stalled on a full disk can be lapped without reading
+ * anything torn. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_priv.h"
+
+#define MAX_THREADS 4
+
+enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+enum { GOT_DATA, GOT_NONE, GOT_END, GOT_BAD, GOT_ERR };
+
+struct slot {
+	int state, got;
+	uint64_t seq;
+	uint64_t id;               /* the chunk (GOT_DATA, GOT_BAD) */
+	uint64_t next_after;       /* the reader's next_id once this is consumed */
+	struct chunk_hdr hdr;
+	uint8_t *buf;              /* the chunk's records */
+	pc_pkt *pkts, *inner;
+	uint8_t *keep, *work;
+	int n;
+	int rc;                    /* GOT_ERR: -errno */
+	pc_store_stats st;         /* what this slot adds to the reader's counts */
+	pc_decap_stats dst;
+	char err[256];
+};
+
+struct pc_store_ahead {
+	pc_store_reader *r;
+	const pc_filter *filter;
+	pc_decap_stats *dstats;
+	int can_drop;              /* the filter has a BPF or FilterFrame */
+	uint32_t maxrec;           /* records a chunk can hold */
+	size_t work_len;
+	/* under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t to_workers, to_consumer;
+	struct slot *slots;
+	int nslots;
+	uint64_t claim_seq, cons_seq;
+	uint64_t next_id;          /* the next chunk to claim */
+	uint64_t skip_id;          /* the first chunk: its first skip records were delivered */
+	uint32_t skip;
+	int paused;                /* a claim ended the stream for now */
+	int resume_on_next;        /* paused by "nothing yet": claim again when asked */
+	int holding;               /* the consumer holds slot cons_seq - 1 */
+	int stop;
+	int nthreads;
+	pthread_t th[MAX_THREADS];
+};
+
+/* Decides slot sl's chunk, as load_chunk does before it reads.  Under mu.
+ * GOT_DATA: sl->id is to be read; otherwise the stream ends here for now. */
+static int claim(pc_store_ahead *a, struct slot *sl)
+{
+	pc_store_reader *r = a->r;
+	pc_store *s = r->s;
+	for (;;) {
+		uint32_t active = load32_acq(&s->sb->active_capture);
+		uint64_t head = load_acq(&s->sb->head);
+		if (a->next_id >= head) {
+			sl->next_after = a->next_id;
+			return active != r->capture_id ? GOT_END : GOT_NONE;
+		}
+		if (head - a->next_id >= s->nslots) {
+			uint64_t resume = head - s->nslots + 1;
+			store_count_from_idx(r, a->next_id, resume, &sl->st.lost_chunks, &sl->st.lost_pkts,
+					     &sl->st.lost_bytes);
+			a->next_id = resume;
+			continue;
+		}
+		sl->id = a->next_id++;
+		sl->next_after = a->next_id;
+		return GOT_DATA;
+	}
+}
+
+/* Reads, checks, walks and filters chunk sl->id.  Outside mu. */
+static int fill(pc_store_ahead *a, struct slot *sl, uint32_t skip)
+{
+	pc_store_reader *r = a->r;
+	int rc = store_read_chunk(r->s, sl->id, &sl->hdr, sl->buf);
+	if (rc) {
+		sl->rc = rc;
+		sl->next_after = sl->id; /* as load_chunk: this chunk is still the next */
+		snprintf(sl->err, sizeof sl->err, "reading chunk %llu: %s", (unsigned long long)sl->id, strerror(-rc));
+		return GOT_ERR;
+	}
+	if (!store_chunk_fits(r->s, &sl->hdr, sl->id)) {
+		store_chunk_bad(r, sl->id, &sl->st, sl->err, sizeof sl->err);
+		return GOT_BAD;
+	}
+	int sum_ok = store_chunk_sum_ok(&sl->hdr, sl->buf);
+	if (sl->hdr.capture_id != r->capture_id && sum_ok) {
+		/* the next capture starts here */
+		sl->next_after = sl->id;
+		return GOT_END;
+	}
+	if (!sum_ok || sl->hdr.capture_id != r->capture_id) {
+		store_chunk_bad(r, sl->id, &sl->st, sl->err, sizeof sl->err);
+		return GOT_BAD;
+	}
+	uint8_t *p = sl->buf, *end = sl->buf + sl->hdr.length;
+	uint32_t cnt = sl->hdr.pkt_cnt < a->maxrec ? sl->hdr.pkt_cnt : a->maxrec;
+	int n = 0;
+	for (uint32_t i = 0; i < cnt; i++) {
+		struct rec rec;
+		uint8_t *next = rec_next(p, end, &rec);
+		if (!next)
+			break; /* cannot happen in a chunk that passed its checksum */
+		if (i >= skip) {
+			pc_pkt *pk = &sl->pkts[n++];
+			rec_pkt(pk, p, &rec, i);
+			if (rec.wire) {
+				/* the record becomes a pcap record where it lies (the
+				 * pc_pkt has its port and flags), so the writer can send
+				 * runs of them from here without a copy */
+				pcap_header(p, &rec);
+				pk->flags = (uint8_t)((pk->flags & ~PC_PKT_RAW) | PC_PKT_RAW);
+				sl->st.packets++;
+				sl->st.bytes_wire += rec.wire;
+				sl->st.bytes_cap += rec.caplen;
+			}
+		}
+		p = next;
+	}
+	sl->n = n;
+	if (a->filter && n > 0 && pc_filter_run(a->filter, sl->pkts, sl->inner, n, sl->work, a->work_len,
+						sl->keep, &sl->dst) < 0) {
+		sl->rc = -ENOBUFS;
+		snprintf(sl->err, sizeof sl->err, "chunk %llu: no room to decapsulate its packets",
+			 (unsigned long long)sl->id);
+		return GOT_ERR;
+	}
+	return GOT_DATA;
+}
+
+static void *worker(void *arg)
+{
+	pc_store_ahead *a = arg;
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		struct slot *sl = &a->slots[a->claim_seq % (uint64_t)a->nslots];
+		if (a->stop)
+			break;
+		if (a->paused || sl->state != SLOT_FREE) {
+			pthread_cond_wait(&a->to_workers, &a->mu);
+			continue;
+		}
+		memset(&sl->st, 0, sizeof sl->st);
+		memset(&sl->dst, 0, sizeof sl->dst);
+		sl->err[0] = 0;
+		sl->n = 0;
+		sl->rc = 0;
+		sl->seq = a->claim_seq++;
+		int got = claim(a, sl);
+		if (got == GOT_DATA) {
+			uint32_t skip = 0;
+			if (sl->id == a->skip_id) {
+				skip = a->skip;
+				a->skip = 0;
+			}
+			sl->state = SLOT_BUSY;
+			pthread_mutex_unlock(&a->mu);
+			got = fill(a, sl, skip);
+			pthread_mutex_lock(&a->mu);
+		}
+		sl->got = got;
+		if (got == GOT_NONE || got == GOT_END || got == GOT_ERR)
+			a->paused = 1;
+		sl->state = SLOT_READY;
+		pthread_cond_broadcast(&a->to_consumer);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static int cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	return 1;
+}
+
+static void free_slots(pc_store_ahead *a)
+{
+	for (int i = 0; a->slots && i < a->nslots; i++) {
+		struct slot *sl = &a->slots[i];
+		free(sl->buf);
+		free(sl->pkts);
+		free(sl->inner);
+		free(sl->keep);
+		free(sl->work);
+	}
+	free(a->slots);
+}
+
+pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_filter *filter,
+				   pc_decap_stats *dstats)
+{
+	pc_store_ahead *a = calloc(1, sizeof *a);
+	if (!a)
+		return NULL;
+	a->r = r;
+	a->filter = filter;
+	a->dstats = dstats;
+	a->can_drop = filter && (filter->bpf || filter->frame_ok);
+	uint32_t room = r->s->chunk_size - CHUNK_HDR;
+	a->maxrec = room / REC_HDR;
+	if (threads <= 0)
+		threads = cpu_count();
+	a->nthreads = threads > MAX_THREADS ? MAX_THREADS : threads;
+	/* each thread one slot, one the consumer holds, one ready for it */
+	a->nslots = a->nthreads + 2;
+	a->next_id = r->next_id;
+	a->skip_id = r->next_id;
+	a->skip = r->skip;
+	r->skip = 0;
+	a->slots = calloc((size_t)a->nslots, sizeof *a->slots);
+	int ok = a->slots != NULL;
+	for (int i = 0; ok && i < a->nslots; i++) {
+		struct slot *sl = &a->slots[i];
+		sl->buf = aligned_alloc(4096, r->s->chunk_size);
+		sl->pkts = malloc((a->maxrec + 1) * sizeof(pc_pkt)); /* + 1: room for a time tick */
+		ok = sl->buf && sl->pkts;
+		if (ok && filter) {
+			a->work_len = pc_filter_work(filter, (int)a->maxrec, room);
+			sl->inner = malloc((a->maxrec + 1) * sizeof(pc_pkt));
+			sl->keep = malloc(a->maxrec + 1);
+			sl->work = a->work_len ? malloc(a->work_len) : NULL;
+			ok = sl->inner && sl->keep && (sl->work || !a->work_len);
+		}
+	}
+	if (!ok || pthread_mutex_init(&a->mu, NULL)) {
+		free_slots(a);
+		free(a);
+		return NULL;
+	}
+	pthread_cond_init(&a->to_workers, NULL);
+	pthread_cond_init(&a->to_consumer, NULL);
+	int started = 0;
+	for (int i = 0; i < a->nthreads; i++)
+		if (pthread_create(&a->th[started], NULL, worker, a) == 0)
+			started++;
+	a->nthreads = started;
+	if (!started) {
+		pc_store_ahead_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+int pc_store_ahead_threads(const pc_store_ahead *a) { return a->nthreads; }
+
+/* Adds what slot sl counted to the reader's counts.  Under mu. */
+static void take_counts(pc_store_ahead *a, const struct slot *sl)
+{
+	pc_store_stats *st = &a->r->st;
+	st->packets += sl->st.packets;
+	st->bytes_wire += sl->st.bytes_wire;
+	st->bytes_cap += sl->st.bytes_cap;
+	st->lost_chunks += sl->st.lost_chunks;
+	st->lost_pkts += sl->st.lost_pkts;
+	st->lost_bytes += sl->st.lost_bytes;
+	st->corrupt_chunks += sl->st.corrupt_chunks;
+	st->corrupt_pkts += sl->st.corrupt_pkts;
+	if (a->dstats) {
+		const uint64_t *from = (const uint64_t *)&sl->dst;
+		uint64_t *to = (uint64_t *)a->dstats;
+		for (size_t i = 0; i < sizeof sl->dst / sizeof(uint64_t); i++)
+			to[i] += from[i];
+	}
+	a->r->next_id = sl->next_after;
+	if (sl->err[0])
+		snprintf(a->r->err, sizeof a->r->err, "%s", sl->err);
+}
+
+int pc_store_ahead_next(pc_store_ahead *a, pc_pkt **pkts, uint8_t **keep)
+{
+	pc_store_reader *r = a->r;
+	pthread_mutex_lock(&a->mu);
+	if (a->holding) {
+		a->slots[(a->cons_seq - 1) % (uint64_t)a->nslots].state = SLOT_FREE;
+		a->holding = 0;
+		pthread_cond_broadcast(&a->to_workers);
+	}
+	if (a->resume_on_next) {
+		a->resume_on_next = 0;
+		a->paused = 0;
+		pthread_cond_broadcast(&a->to_workers);
+	}
+	int ret = 0;
+	while (!r->ended) {
+		struct slot *sl = &a->slots[a->cons_seq % (uint64_t)a->nslots];
+		if (sl->state != SLOT_READY || sl->seq != a->cons_seq) {
+			pthread_cond_wait(&a->to_consumer, &a->mu);
+			continue;
+		}
+		take_counts(a, sl);
+		if (sl->got == GOT_ERR) {
+			/* stays paused: every later call reports it again (counted once) */
+			memset(&sl->st, 0, sizeof sl->st);
+			memset(&sl->dst, 0, sizeof sl->dst);
+			ret = sl->rc;
+			break;
+		}
+		a->cons_seq++;
+		if (sl->got == GOT_DATA && sl->n > 0) {
+			r->cur_id = sl->id;
+			r->hdr = sl->hdr;
+			r->st.chunks++;
+			a->holding = 1;
+			*pkts = a->filter && a->filter->decap == PC_DECAP_OUT ? sl->inner : sl->pkts;
+			*keep = a->can_drop ? sl->keep : NULL;
+			ret = sl->n;
+			break;
+		}
+		if (sl->got == GOT_DATA)
+			r->st.chunks++; /* all its records were delivered before */
+		sl->state = SLOT_FREE;
+		pthread_cond_broadcast(&a->to_workers);
+		if (sl->got == GOT_END)
+			r->ended = 1;
+		if (sl->got == GOT_NONE) {
+			a->resume_on_next = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return ret;
+}
+
+void pc_store_ahead_free(pc_store_ahead *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stop = 1;
+	pthread_cond_broadcast(&a->to_workers);
+	pthread_mutex_unlock(&a->mu);
+	for (int i = 0; i < a->nthreads; i++)
+		pthread_join(a->th[i], NULL);
+	pthread_cond_destroy(&a->to_workers);
+	pthread_cond_destroy(&a->to_consumer);
+	pthread_mutex_destroy(&a->mu);
+	free_slots(a);
+	free(a);
+}
