@@ -10,7 +10,9 @@
  * written to fd; the tee still gets the plain pcap bytes. */
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pushcap.h"
@@ -21,7 +23,7 @@ int pc_comp_step(pc_comp *c, const uint8_t *in, size_t len, int end, size_t *use
 		 const uint8_t **out, size_t *outlen);
 
 #define REC_HDR 16
-#define DIRECT_MIN (64u << 10)  /* shorter runs are cheaper to copy than to write */
+#define GATHER_MIN (16u << 10)  /* fewer bytes are cheaper to copy than to write */
 
 enum { OUT_PCAP, OUT_FMAD };
 
@@ -255,30 +257,91 @@ pc_writer *pc_writer_open(int fd, int tee_fd, uint32_t linktype, size_t bufsize)
 	return w;
 }
 
-/* Writes a run of input bytes straight to the fd, bypassing the buffer.
- * Whatever the fd did not take is copied into the (empty) buffer, so the
- * caller's accounting stays "taken means kept". */
-static int write_run(pc_writer *w, const uint8_t *p, size_t len)
+/* Runs of ready-made records on their way out, without a copy: up to
+ * GATHER of them, written with one writev behind what the buffer holds.
+ * They never add up to more than the buffer has room for, so whatever fd
+ * does not take can still be copied into the buffer: gathered is taken. */
+#define GATHER 256
+struct gather {
+	struct iovec iov[GATHER + 1];   /* [0]: the buffer's unwritten bytes */
+	int n;
+	size_t bytes;
+};
+
+static int gather_flush(pc_writer *w, struct gather *g)
 {
-	if (w->len && pc_writer_flush(w))
-		return -1;
-	size_t done = 0;
-	int rc = write_all(w->fd, p, len, &done);
-	if (rc == 0)
+	if (!g->n)
 		return 0;
-	w->err = -rc;
-	memcpy(w->buf, p + done, len - done);
-	w->len = len - done;
-	w->done = 0;
+	struct iovec *v = g->iov + 1;
+	int cnt = g->n;
+	size_t held = w->len - w->done;
+	if (g->bytes < GATHER_MIN) {
+		/* a little: cheaper to copy than to write */
+		for (int i = 0; i < cnt; i++) {
+			memcpy(w->buf + w->len, v[i].iov_base, v[i].iov_len);
+			w->len += v[i].iov_len;
+		}
+		g->n = 0;
+		g->bytes = 0;
+		return 0;
+	}
+	if (held) {
+		v = g->iov;
+		v[0] = (struct iovec){ w->buf + w->done, held };
+		cnt++;
+	}
+	size_t wrote = 0;
+	int i = 0;
+	while (i < cnt) {
+		ssize_t k = writev(w->fd, v + i, cnt - i > IOV_MAX ? IOV_MAX : cnt - i);
+		if (k <= 0) {
+			if (k < 0 && errno == EINTR)
+				continue;
+			w->err = k < 0 ? errno : EIO;
+			break;
+		}
+		wrote += (size_t)k;
+		while (k > 0) {
+			if ((size_t)k >= v[i].iov_len) {
+				k -= (ssize_t)v[i++].iov_len;
+			} else {
+				v[i].iov_base = (uint8_t *)v[i].iov_base + k;
+				v[i].iov_len -= (size_t)k;
+				k = 0;
+			}
+		}
+	}
+	if (wrote >= held) {
+		w->len = w->done = 0;
+		if (held && i == 0)
+			i = 1; /* the buffer's part was all written */
+	} else {
+		w->done += wrote;
+		i = held ? 1 : 0; /* the gathered runs all wait in v[1..] */
+	}
+	for (; i < cnt; i++) {
+		memcpy(w->buf + w->len, v[i].iov_base, v[i].iov_len);
+		w->len += v[i].iov_len;
+	}
+	g->n = 0;
+	g->bytes = 0;
 	return 0;
 }
 
-/* Appends a run of ready-made records: written in place when long, copied
- * into the buffer when short.  Returns 0 when taken, -1 when not. */
-static int emit(pc_writer *w, const uint8_t *run, size_t len)
+/* Appends a run of ready-made records: gathered without a compressor,
+ * copied into the buffer (which the compressor reads) with one.  Returns
+ * 0 when taken, -1 when not. */
+static int emit(pc_writer *w, struct gather *g, const uint8_t *run, size_t len)
 {
-	if (len >= DIRECT_MIN && !w->comp)
-		return write_run(w, run, len);
+	if (!w->comp) {
+		if (g->n == GATHER || g->bytes + len > w->cap - w->len)
+			gather_flush(w, g);
+		if (g->bytes + len > w->cap - w->len && (pc_writer_flush(w) || len > w->cap))
+			return -1;
+		g->iov[1 + g->n++] = (struct iovec){ (void *)run, len };
+		g->bytes += len;
+		return 0;
+	}
 	if (w->len + len > w->cap && pc_writer_flush(w))
 		return -1;
 	memcpy(w->buf + w->len, run, len);
@@ -289,8 +352,8 @@ static int emit(pc_writer *w, const uint8_t *run, size_t len)
 int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 {
 	/* Runs of records that are already ns pcap (PC_PKT_RAW) and lie end to
-	 * end in the input go out in one piece from where they are: for a
-	 * mapped input file that write is the only copy made.  The tee (spool)
+	 * end in the input go out in one piece from where they are, gathered
+	 * (emit): for a mapped input file that write is the only copy made.  The tee (spool)
 	 * path keeps to the buffer so both outputs always get the same bytes.
 	 * With a compressor there is no direct write (every byte must go
 	 * through it); runs are still copied into the buffer in one piece
@@ -299,6 +362,9 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 	const uint8_t *run = NULL;
 	size_t run_len = 0;
 	int run_first = 0;
+	struct gather g;
+	g.n = 0;
+	g.bytes = 0;
 	for (int i = 0; i < n; i++) {
 		const pc_pkt *p = &pkts[i];
 		if (p->wirelen == 0 && w->fmt == OUT_PCAP)
@@ -310,18 +376,20 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 				run_len += rlen;
 				continue;
 			}
-			if (run && emit(w, run, run_len))
-				return run_first;
+			if (run && emit(w, &g, run, run_len))
+				return gather_flush(w, &g), run_first;
 			run = rec;
 			run_len = rlen;
 			run_first = i;
 			continue;
 		}
 		if (run) {
-			if (emit(w, run, run_len))
-				return run_first;
+			if (emit(w, &g, run, run_len))
+				return gather_flush(w, &g), run_first;
 			run = NULL;
 		}
+		/* what the buffer takes next goes out after the gathered runs */
+		gather_flush(w, &g);
 		if (w->fmt == OUT_FMAD) {
 			if (fmad_put(w, p))
 				return i;
@@ -338,8 +406,9 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 		memcpy(w->buf + w->len + REC_HDR, p->data, caplen);
 		w->len += need;
 	}
-	if (run && emit(w, run, run_len))
-		return run_first;
+	if (run && emit(w, &g, run, run_len))
+		return gather_flush(w, &g), run_first;
+	gather_flush(w, &g);
 	return n;
 }
 

@@ -87,6 +87,28 @@ describe("push_pcap.lua", function()
       assert.is_true(H.slurp(d .. "/out/g/" .. files[1]) == H.slurp(d .. "/want.pcap"), "differs from tcpdump")
    end)
 
+   it("waits out a full disk and loses nothing, filtered or not", function()
+      local d, sh = setup_root({
+         { Desc = "all", Path = "ROOT/full/a/a-", Split = "--split-time 3600e9", FileName = "--filename-tstr-HHMMSS" },
+         { Desc = "tcp", Path = "ROOT/full/t/t-", Split = "--split-time 3600e9", FileName = "--filename-tstr-HHMMSS",
+           FilterBPF = "net 192.168.1.0/24 and tcp" },
+      }, "-p isp -n 20000 -s 100 -S 6")
+      -- room for a fraction of the output until the filler goes
+      sh("mkdir full && mount -t tmpfs -o size=32m tmpfs full && mkdir full/a full/t && head -c 33400000 /dev/zero > full/filler")
+      local out, rc = sh("{ (sleep 2; rm full/filler) & timeout 120 push_pcap.lua --offline cap; }")
+      local a, t = records(d .. "/full/a"), records(d .. "/full/t")
+      H.sh("umount " .. d .. "/full")
+      assert.are.equal(0, rc, out)
+      assert.matches("write failure. possibly out of disk space", H.sh("cat " .. d .. "/mnt/store0/log/push_all_*"))
+      assert.is_true(a == H.slurp(d .. "/in.pcap"):sub(25), "target 'all' lost or repeated packets")
+      -- the filtered target as a run with room to spare writes it
+      sh("sed 's|/full/|/ref/|' opt/fmadio/etc/push_pcap.lua > ref.lua && mkdir -p ref/t ref/a")
+      out, rc = sh("push_pcap.lua --config ref.lua --offline cap")
+      assert.are.equal(0, rc, out)
+      assert.is_true(#t > 100000)
+      assert.is_true(t == records(d .. "/ref/t"), "target 'tcp' differs from the same push without a full disk")
+   end)
+
    it("resumes a killed worker where its last split ended: every packet exactly once", function()
       local d, sh = setup_root({
          -- a slow new-split hook makes the worker easy to kill mid-run
