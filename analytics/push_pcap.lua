@@ -85,6 +85,7 @@ end
 
 -- ---- the supervisor ----------------------------------------------------------------
 C.pc_signals_install()
+C.pc_sigchld_wakes()
 local rc = C.pc_mkdirs(paths.log, 493)
 if rc < 0 then die(("cannot create %s: %s"):format(paths.log, proc.errstr(rc))) end
 -- one supervisor per config (each worker also locks its target)
@@ -208,7 +209,8 @@ while true do
       end
       o.forwarded = true
    end
-   -- short naps: an offline run ends as soon as its workers do
+   -- a worker's exit (SIGCHLD) ends the nap: an offline run ends as soon
+   -- as its workers do
    C.pc_nap_ns(20e6)
    io.stdout:flush()
 end

@@ -47,6 +47,20 @@ void pc_signals_install(void)
 
 int pc_signal_pending(void) { return pending_signal; }
 
+static void on_child(int sig) { (void)sig; }
+
+void pc_sigchld_wakes(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	/* nanosleep returns EINTR on a handled signal even with SA_RESTART,
+	 * which keeps reads and writes going as before */
+	sa.sa_handler = on_child;
+	sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+}
+
 static volatile sig_atomic_t pending_hup;
 
 static void on_hup(int sig)

@@ -437,6 +437,9 @@ int64_t pc_mtime_ns(const char *path);
  * killing the process; SIGPIPE is ignored so a dead pipe is an error code. */
 void pc_signals_install(void);
 int pc_signal_pending(void);                /* the signal number, or 0 */
+/* A child's exit (SIGCHLD) interrupts sleeps (pc_nap_ns, pc_sleep_ns)
+ * instead of being ignored: a supervisor reaps its workers at once. */
+void pc_sigchld_wakes(void);
 /* SIGHUP sets its own flag (a daemon's "reload"), never a stop. */
 void pc_hup_install(void);
 int pc_hup_take(void);                      /* 1 once per SIGHUP received, else 0 */
