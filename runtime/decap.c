@@ -386,6 +386,8 @@ static int peel(struct view *v)
 static void count(pc_decap_stats *st, unsigned seen, int removed)
 {
 	st->packets++;
+	if (!seen && !removed)
+		return; /* plain frames, most of them: nothing else to count */
 	st->decapped += removed;
 	st->vlan += !!(seen & L_VLAN);
 	st->qinq += !!(seen & L_QINQ);
