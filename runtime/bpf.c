@@ -141,7 +141,11 @@ int pc_filter_run(const pc_filter *f, pc_pkt *pkts, pc_pkt *inner, int n, uint8_
 			}
 		}
 	}
-	if (f->decap == PC_DECAP_PEEK)
-		pc_decap_restore(pkts, inner, n, work);
+	if (f->decap == PC_DECAP_PEEK) {
+		/* only the frames that are kept are ever read again */
+		for (int i = 0; i < n; i++)
+			if (keep[i] && inner[i].data != pkts[i].data)
+				memcpy((uint8_t *)inner[i].data, work + (size_t)i * 14, 14);
+	}
 	return kept;
 }

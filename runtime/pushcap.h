@@ -175,7 +175,8 @@ size_t pc_filter_work(const pc_filter *f, int n, size_t bytes);
 /* Runs f over pkts[0..n): keep[i] = 1 when pkts[i] passes (time ticks
  * always do).  inner (n entries) gets the frames as the filters saw them;
  * with PC_DECAP_OUT they are built in work and are what is written, with
- * PC_DECAP_PEEK pkts are left as they were.  Returns the count kept, or -1
+ * PC_DECAP_PEEK the kept pkts are left as they were (the frames of dropped
+ * ones may stay rewritten).  Returns the count kept, or -1
  * when work is too small. */
 int pc_filter_run(const pc_filter *f, pc_pkt *pkts, pc_pkt *inner, int n, uint8_t *work, size_t work_len,
 		  uint8_t *keep, pc_decap_stats *st);

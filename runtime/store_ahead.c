@@ -234,8 +234,9 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	if (threads <= 0)
 		threads = cpu_count();
 	a->nthreads = threads > MAX_THREADS ? MAX_THREADS : threads;
-	/* each thread one slot, one the consumer holds, one ready for it */
-	a->nslots = a->nthreads + 2;
+	/* each thread one slot, one the consumer holds, and a few finished
+	 * ones, so that neither side waits for the other's uneven chunks */
+	a->nslots = 2 * a->nthreads + 4;
 	a->next_id = r->next_id;
 	a->skip_id = r->next_id;
 	a->skip = r->skip;
