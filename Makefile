@@ -35,7 +35,7 @@ $(B)/cdef.o: $(B)/cdef.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/fmadiolua: $(OBJS)
-	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lz -llz4 -lzstd -lcurl -lpthread -lm
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(OBJS) $(LUAJIT_LIBS) -lxxhash -lpcap -lz -llz4 -lzstd -ldl -lpthread -lm
 
 $(B)/pcapgen: runtime/pcapgen.c | $(B)
 	$(CC) $(CFLAGS) -pthread -o $@ $< -lm

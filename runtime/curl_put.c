@@ -11,7 +11,9 @@
  * curl-style arguments; docs/targets.md lists them). */
 #include "pushcap.h"
 
+#define CURL_DISABLE_TYPECHECK  /* the calls go through the pointers in lc */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,6 +33,70 @@ struct pc_upload {
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
+
+/* libcurl is opened on first use.  Linked in, it and the thirty libraries
+ * it brings (TLS, Kerberos, LDAP...) cost every pushcap process 3-4 ms and
+ * their constructors at start, and most processes (stream_cat, pcap_split,
+ * a push to files, the supervisor) never upload anything. */
+static struct {
+	CURLcode (*global_init)(long);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_perform)(CURL *);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_cleanup)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	CURLSH *(*share_init)(void);
+	CURLSHcode (*share_setopt)(CURLSH *, CURLSHoption, ...);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} lc;
+static char load_err[256];
+
+#define curl_global_init lc.global_init
+#define curl_easy_init lc.easy_init
+#undef curl_easy_setopt /* curl.h may have made these macros */
+#undef curl_easy_getinfo
+#undef curl_share_setopt
+#define curl_easy_setopt lc.easy_setopt
+#define curl_easy_perform lc.easy_perform
+#define curl_easy_getinfo lc.easy_getinfo
+#define curl_easy_cleanup lc.easy_cleanup
+#define curl_easy_strerror lc.easy_strerror
+#define curl_share_init lc.share_init
+#define curl_share_setopt lc.share_setopt
+#define curl_slist_append lc.slist_append
+#define curl_slist_free_all lc.slist_free_all
+
+static int load_curl(void)
+{
+	void *so = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!so) {
+		snprintf(load_err, sizeof load_err, "cannot load libcurl: %s", dlerror());
+		return -1;
+	}
+	struct { void **to; const char *name; } syms[] = {
+		{ (void **)&lc.global_init, "curl_global_init" },
+		{ (void **)&lc.easy_init, "curl_easy_init" },
+		{ (void **)&lc.easy_setopt, "curl_easy_setopt" },
+		{ (void **)&lc.easy_perform, "curl_easy_perform" },
+		{ (void **)&lc.easy_getinfo, "curl_easy_getinfo" },
+		{ (void **)&lc.easy_cleanup, "curl_easy_cleanup" },
+		{ (void **)&lc.easy_strerror, "curl_easy_strerror" },
+		{ (void **)&lc.share_init, "curl_share_init" },
+		{ (void **)&lc.share_setopt, "curl_share_setopt" },
+		{ (void **)&lc.slist_append, "curl_slist_append" },
+		{ (void **)&lc.slist_free_all, "curl_slist_free_all" },
+	};
+	for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+		*syms[i].to = dlsym(so, syms[i].name);
+		if (!*syms[i].to) {
+			snprintf(load_err, sizeof load_err, "libcurl has no %s", syms[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 /* One connection cache for the process, shared by every handle: the rename
  * after an upload and the next split's upload reuse the logged-in control
@@ -55,6 +121,10 @@ static void share_unlock(CURL *h, curl_lock_data data, void *arg)
 
 static void global_init(void)
 {
+	if (load_curl()) {
+		global_rc = CURLE_FAILED_INIT;
+		return;
+	}
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (global_rc != CURLE_OK)
 		return;
@@ -176,6 +246,10 @@ bad:
 static CURL *new_handle(const char *url, const char *options, char *errbuf, char *err, size_t errlen)
 {
 	pthread_once(&global_once, global_init);
+	if (load_err[0]) {
+		snprintf(err, errlen, "%s", load_err);
+		return NULL;
+	}
 	if (global_rc != CURLE_OK) {
 		snprintf(err, errlen, "curl_global_init: %s", curl_easy_strerror(global_rc));
 		return NULL;
