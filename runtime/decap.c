@@ -428,32 +428,18 @@ static int peel_all(const pc_pkt *p, pc_pkt *out, struct view *v, pc_decap_stats
 	return 1;
 }
 
-int pc_decap_inplace(const pc_pkt *in, pc_pkt *out, int n, uint8_t *save, pc_decap_stats *st)
+int pc_decap_peek(const pc_pkt *p, uint8_t *hdr, uint32_t *l3, pc_decap_stats *st)
 {
-	for (int i = 0; i < n; i++) {
-		struct view v;
-		if (!peel_all(&in[i], &out[i], &v, st))
-			continue;
-		/* l3 > ETH_HLEN here, so the new header stays inside this frame */
-		uint8_t *o = (uint8_t *)v.d + v.l3 - ETH_HLEN;
-		memcpy(save + (size_t)i * ETH_HLEN, o, ETH_HLEN);
-		memmove(o, v.d + v.eth, 12);   /* may overlap: inner tags are short */
-		o[12] = (uint8_t)(v.type >> 8);
-		o[13] = (uint8_t)v.type;
-		out[i] = in[i];
-		out[i].data = o;
-		out[i].caplen = (uint32_t)(v.len - v.l3 + ETH_HLEN);
-		out[i].flags = (uint8_t)(in[i].flags & ~PC_PKT_RAW);
-		count(st, v.seen, 1);
-	}
-	return n;
-}
-
-void pc_decap_restore(const pc_pkt *in, const pc_pkt *out, int n, const uint8_t *save)
-{
-	for (int i = 0; i < n; i++)
-		if (out[i].data != in[i].data)
-			memcpy((uint8_t *)out[i].data, save + (size_t)i * ETH_HLEN, ETH_HLEN);
+	struct view v;
+	pc_pkt out;
+	if (!peel_all(p, &out, &v, st))
+		return 0;
+	memcpy(hdr, v.d + v.eth, 12);
+	hdr[12] = (uint8_t)(v.type >> 8);
+	hdr[13] = (uint8_t)v.type;
+	*l3 = (uint32_t)v.l3;
+	count(st, v.seen, 1);
+	return 1;
 }
 
 int pc_decap(const pc_pkt *in, pc_pkt *out, int n, uint8_t *scratch, size_t cap,

@@ -138,13 +138,11 @@ typedef struct pc_decap_stats {
  * how many packets it did (always at least one when cap >= 256 KiB + 64). */
 int pc_decap(const pc_pkt *in, pc_pkt *out, int n, uint8_t *scratch, size_t cap,
 	     pc_decap_stats *st);
-/* pc_decap without the copy, for a caller that owns the frames' memory
- * and writes the original frames: the 14 bytes before the inner L3 header
- * become the rewritten Ethernet header (their old contents go to
- * save[14 * i]) and out[i] points there.  Always does all n.  Undo with
- * pc_decap_restore(in, out, n, save) before the frames are used again. */
-int pc_decap_inplace(const pc_pkt *in, pc_pkt *out, int n, uint8_t *save, pc_decap_stats *st);
-void pc_decap_restore(const pc_pkt *in, const pc_pkt *out, int n, const uint8_t *save);
+/* pc_decap for one frame, without writing anything: when p has layers to
+ * remove, the rewritten frame is hdr[0..14) (its Ethernet header) followed
+ * by p->data[*l3 .. p->caplen) (the inner packet where it lies); returns 1
+ * and counts.  Returns 0 (and counts) when there is nothing to remove. */
+int pc_decap_peek(const pc_pkt *p, uint8_t *hdr, uint32_t *l3, pc_decap_stats *st);
 
 /* ---- BPF: libpcap's compiler and interpreter -------------------------- */
 typedef struct pc_bpf pc_bpf;
@@ -173,11 +171,11 @@ typedef struct pc_filter {
  * frame bytes in all. */
 size_t pc_filter_work(const pc_filter *f, int n, size_t bytes);
 /* Runs f over pkts[0..n): keep[i] = 1 when pkts[i] passes (time ticks
- * always do).  inner (n entries) gets the frames as the filters saw them;
- * with PC_DECAP_OUT they are built in work and are what is written, with
- * PC_DECAP_PEEK the kept pkts are left as they were (the frames of dropped
- * ones may stay rewritten).  Returns the count kept, or -1
- * when work is too small. */
+ * always do).  With PC_DECAP_OUT inner (n entries) gets the decapsulated
+ * frames, built in work, and they are what is written; otherwise nothing
+ * is written anywhere (PC_DECAP_PEEK filters the inner frames where they
+ * lie, pc_decap_peek).  Returns the count kept, or -1 when work is too
+ * small. */
 int pc_filter_run(const pc_filter *f, pc_pkt *pkts, pc_pkt *inner, int n, uint8_t *work, size_t work_len,
 		  uint8_t *keep, pc_decap_stats *st);
 

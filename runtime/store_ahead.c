@@ -250,10 +250,11 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 		ok = sl->buf && sl->pkts;
 		if (ok && filter) {
 			a->work_len = pc_filter_work(filter, (int)a->maxrec, room);
-			sl->inner = malloc((a->maxrec + 1) * sizeof(pc_pkt));
+			int out = filter->decap == PC_DECAP_OUT;
+			sl->inner = out ? malloc((a->maxrec + 1) * sizeof(pc_pkt)) : NULL;
 			sl->keep = malloc(a->maxrec + 1);
 			sl->work = a->work_len ? malloc(a->work_len) : NULL;
-			ok = sl->inner && sl->keep && (sl->work || !a->work_len);
+			ok = (sl->inner || !out) && sl->keep && (sl->work || !a->work_len);
 		}
 	}
 	if (!ok || pthread_mutex_init(&a->mu, NULL)) {

@@ -61,6 +61,57 @@ describe("bpf on libpcap's filter cases", function()
       end
    end)
 
+   -- our interpreter against libpcap's own bpf_filter, through ffi: every
+   -- row's program on its packets, each also cut short at every length
+   -- (every bounds check), with the wire length as given
+   it("gives libpcap's bpf_filter verdict on every row's packets cut at every length", function()
+      ffi.cdef([[
+         typedef struct pcap pcap_ref_t;
+         struct bpf_insn_ref { uint16_t code; uint8_t jt, jf; uint32_t k; };
+         struct bpf_program_ref { unsigned int bf_len; struct bpf_insn_ref *bf_insns; };
+         pcap_ref_t *pcap_open_dead(int linktype, int snaplen);
+         int pcap_compile(pcap_ref_t *p, struct bpf_program_ref *fp, const char *str, int optimize, uint32_t netmask);
+         unsigned int bpf_filter(const struct bpf_insn_ref *pc, const unsigned char *pkt, unsigned int wirelen,
+                                 unsigned int buflen);
+         void pcap_freecode(struct bpf_program_ref *fp);
+         void pcap_close(pcap_ref_t *p);
+      ]])
+      local pcap = ffi.load("pcap")
+      local compared, differs = 0, 0
+      local one = ffi.new("pc_pkt[1]")
+      local m = ffi.new("uint8_t[1]")
+      for _, r in ipairs(rows) do
+         local file = files[r.file]
+         -- LINKTYPE and DLT agree below 100; DLT_RAW is 12 on Linux
+         local dlt = r.linktype == 101 and 12 or r.linktype < 100 and r.linktype
+         if file.pkts and dlt then
+            local f = assert(compile(r.expr, r.linktype))
+            local h = pcap.pcap_open_dead(dlt, 262144)
+            local prog = ffi.new("struct bpf_program_ref")
+            assert.are.equal(0, pcap.pcap_compile(h, prog, r.expr, 1, 0), r.expr)
+            for i = 0, file.batch.n - 1 do
+               local p = file.batch.arr[i]
+               for len = p.caplen, 0, -1 do
+                  one[0] = p
+                  one[0].caplen = len
+                  C.pc_bpf_match(f, one, 1, m)
+                  local want = pcap.bpf_filter(prog.bf_insns, p.data, p.wirelen, len) ~= 0
+                  if want ~= (m[0] ~= 0) then
+                     differs = differs + 1
+                     print(("differs: %s %q packet %d cut to %d: libpcap %s"):format(r.file, r.expr, i + 1, len,
+                        tostring(want)))
+                  end
+                  compared = compared + 1
+               end
+            end
+            pcap.pcap_freecode(prog)
+            pcap.pcap_close(h)
+         end
+      end
+      assert.are.equal(0, differs)
+      assert.is_true(compared > 50000, "compared " .. compared)
+   end)
+
    for k, r in ipairs(rows) do
       local file = files[r.file]
       if file.pkts == nil then
