@@ -21,6 +21,9 @@
  * anything torn. */
 #include <errno.h>
 #include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,7 @@
 #include "store_priv.h"
 
 #define MAX_THREADS 4
+#define ZAP_EVERY 256             /* chunks read from the mapping between unmaps */
 
 enum { SLOT_FREE, SLOT_BUSY, SLOT_READY };
 enum { GOT_DATA, GOT_NONE, GOT_END, GOT_BAD, GOT_ERR };
@@ -50,6 +54,9 @@ struct slot {
 
 struct pc_store_ahead {
 	pc_store_reader *r;
+	const uint8_t *map;        /* the ring, read-only, for filtered reads; or NULL */
+	size_t map_len;
+	uint64_t mapped_chunks;    /* atomic */
 	const pc_filter *filter;
 	pc_decap_stats *dstats;
 	int can_drop;              /* the filter has a BPF or FilterFrame */
@@ -71,6 +78,31 @@ struct pc_store_ahead {
 	int nthreads;
 	pthread_t th[MAX_THREADS];
 };
+
+/* A page of the mapped ring that cannot be read (a disk error) raises
+ * SIGBUS in the thread reading it.  The handler is the process's: it
+ * belongs to whichever thread is reading the mapping (bus_env set), and
+ * anything else is a real crash. */
+static __thread sigjmp_buf *bus_env;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void on_bus(int sig)
+{
+	if (bus_env)
+		siglongjmp(*bus_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void bus_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_bus;
+	sa.sa_flags = SA_NODEFER; /* a second error in this thread must reach us too */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
 
 /* Decides slot sl's chunk, as load_chunk does before it reads.  Under mu.
  * GOT_DATA: sl->id is to be read; otherwise the stream ends here for now. */
@@ -98,22 +130,16 @@ static int claim(pc_store_ahead *a, struct slot *sl)
 	}
 }
 
-/* Reads, checks, walks and filters chunk sl->id.  Outside mu. */
-static int fill(pc_store_ahead *a, struct slot *sl, uint32_t skip)
+/* ---- one chunk ------------------------------------------------------------------ */
+/* Checks chunk sl->id, its header in sl->hdr and its records at rec. */
+static int check(pc_store_ahead *a, struct slot *sl, const uint8_t *rec)
 {
 	pc_store_reader *r = a->r;
-	int rc = store_read_chunk(r->s, sl->id, &sl->hdr, sl->buf);
-	if (rc) {
-		sl->rc = rc;
-		sl->next_after = sl->id; /* as load_chunk: this chunk is still the next */
-		snprintf(sl->err, sizeof sl->err, "reading chunk %llu: %s", (unsigned long long)sl->id, strerror(-rc));
-		return GOT_ERR;
-	}
 	if (!store_chunk_fits(r->s, &sl->hdr, sl->id)) {
 		store_chunk_bad(r, sl->id, &sl->st, sl->err, sizeof sl->err);
 		return GOT_BAD;
 	}
-	int sum_ok = store_chunk_sum_ok(&sl->hdr, sl->buf);
+	int sum_ok = store_chunk_sum_ok(&sl->hdr, rec);
 	if (sl->hdr.capture_id != r->capture_id && sum_ok) {
 		/* the next capture starts here */
 		sl->next_after = sl->id;
@@ -123,26 +149,35 @@ static int fill(pc_store_ahead *a, struct slot *sl, uint32_t skip)
 		store_chunk_bad(r, sl->id, &sl->st, sl->err, sizeof sl->err);
 		return GOT_BAD;
 	}
-	uint8_t *p = sl->buf, *end = sl->buf + sl->hdr.length;
+	return GOT_DATA;
+}
+
+/* The checked records at rec become sl->pkts (from record skip on) and go
+ * through the filter.  in_place: rec is the slot's own copy, and each
+ * record becomes a pcap record where it lies (the pc_pkt keeps its port
+ * and flags), so the writer sends runs of them from there. */
+static int walk(pc_store_ahead *a, struct slot *sl, uint8_t *rec, uint32_t skip, int in_place)
+{
+	uint8_t *p = rec, *end = rec + sl->hdr.length;
 	uint32_t cnt = sl->hdr.pkt_cnt < a->maxrec ? sl->hdr.pkt_cnt : a->maxrec;
 	int n = 0;
 	for (uint32_t i = 0; i < cnt; i++) {
-		struct rec rec;
-		uint8_t *next = rec_next(p, end, &rec);
+		struct rec rc;
+		uint8_t *next = rec_next(p, end, &rc);
 		if (!next)
 			break; /* cannot happen in a chunk that passed its checksum */
 		if (i >= skip) {
 			pc_pkt *pk = &sl->pkts[n++];
-			rec_pkt(pk, p, &rec, i);
-			if (rec.wire) {
-				/* the record becomes a pcap record where it lies (the
-				 * pc_pkt has its port and flags), so the writer can send
-				 * runs of them from here without a copy */
-				pcap_header(p, &rec);
-				pk->flags = (uint8_t)((pk->flags & ~PC_PKT_RAW) | PC_PKT_RAW);
+			rec_pkt(pk, p, &rc, i);
+			pk->flags &= (uint8_t)~PC_PKT_RAW;
+			if (rc.wire) {
+				if (in_place) {
+					pcap_header(p, &rc);
+					pk->flags |= PC_PKT_RAW;
+				}
 				sl->st.packets++;
-				sl->st.bytes_wire += rec.wire;
-				sl->st.bytes_cap += rec.caplen;
+				sl->st.bytes_wire += rc.wire;
+				sl->st.bytes_cap += rc.caplen;
 			}
 		}
 		p = next;
@@ -156,6 +191,90 @@ static int fill(pc_store_ahead *a, struct slot *sl, uint32_t skip)
 		return GOT_ERR;
 	}
 	return GOT_DATA;
+}
+
+/* The packets the filter kept, copied out of the mapping into the slot as
+ * pcap records end to end: the writer sends them as one run. */
+static void copy_kept(struct slot *sl)
+{
+	uint8_t *o = sl->buf;
+	for (int i = 0; i < sl->n; i++) {
+		pc_pkt *p = &sl->pkts[i];
+		if (!sl->keep[i] || !p->wirelen)
+			continue;
+		struct rec rc = { p->ts, p->caplen, p->wirelen };
+		pcap_header(o, &rc);
+		memcpy(o + REC_HDR, p->data, p->caplen);
+		p->data = o + REC_HDR;
+		p->flags |= PC_PKT_RAW;
+		o += REC_HDR + p->caplen;
+	}
+}
+
+/* A filtered chunk read where it lies in the mapped ring: checked, walked
+ * and filtered there, and only what is kept is copied.  Whether the writer
+ * came back to this slot meanwhile is known only at the end: if it did,
+ * what was read may be torn and the chunk counts as lapped.  Returns -1
+ * when a page could not be read (SIGBUS): nothing of the slot is used. */
+static int fill_mapped(pc_store_ahead *a, struct slot *sl, uint32_t skip)
+{
+	const pc_store *s = a->r->s;
+	const uint8_t *src = a->map + SB_SIZE + (size_t)(sl->id % s->nslots) * s->chunk_size;
+	sigjmp_buf env;
+	if (sigsetjmp(env, 0)) {
+		bus_env = NULL;
+		return -1;
+	}
+	bus_env = &env;
+	memcpy(&sl->hdr, src, CHUNK_HDR);
+	uint8_t *rec = (uint8_t *)src + CHUNK_HDR; /* never written: walk's in_place is 0 */
+	int got = check(a, sl, rec);
+	if (got == GOT_DATA) {
+		got = walk(a, sl, rec, skip, 0);
+		if (got == GOT_DATA)
+			copy_kept(sl);
+	}
+	bus_env = NULL;
+	/* every read of the slot is done before head is looked at */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (load_acq(&s->sb->head) - sl->id >= s->nslots) {
+		memset(&sl->st, 0, sizeof sl->st);
+		memset(&sl->dst, 0, sizeof sl->dst);
+		sl->n = 0;
+		sl->err[0] = 0;
+		store_chunk_bad(a->r, sl->id, &sl->st, sl->err, sizeof sl->err);
+		return GOT_BAD;
+	}
+	return got;
+}
+
+/* Reads, checks, walks and filters chunk sl->id.  Outside mu. */
+static int fill(pc_store_ahead *a, struct slot *sl, uint32_t skip)
+{
+	if (a->map) {
+		int got = fill_mapped(a, sl, skip);
+		/* this process's page table entries for the ring go every so
+		 * often: reading terabytes must not leave them all mapped (a
+		 * reader that needs a page again faults it back in) */
+		if (__atomic_add_fetch(&a->mapped_chunks, 1, __ATOMIC_RELAXED) % ZAP_EVERY == 0)
+			madvise((void *)a->map, a->map_len, MADV_DONTNEED);
+		if (got >= 0)
+			return got;
+		/* a page could not be read: pread says why */
+		memset(&sl->st, 0, sizeof sl->st);
+		memset(&sl->dst, 0, sizeof sl->dst);
+		sl->err[0] = 0;
+	}
+	pc_store_reader *r = a->r;
+	int rc = store_read_chunk(r->s, sl->id, &sl->hdr, sl->buf);
+	if (rc) {
+		sl->rc = rc;
+		sl->next_after = sl->id; /* as load_chunk: this chunk is still the next */
+		snprintf(sl->err, sizeof sl->err, "reading chunk %llu: %s", (unsigned long long)sl->id, strerror(-rc));
+		return GOT_ERR;
+	}
+	int got = check(a, sl, sl->buf);
+	return got == GOT_DATA ? walk(a, sl, sl->buf, skip, 1) : got;
 }
 
 static void *worker(void *arg)
@@ -238,6 +357,17 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	 * ones, so that neither side waits for the other's uneven chunks */
 	a->nslots = 2 * a->nthreads + 4;
 	a->next_id = r->next_id;
+	/* Filtered reads look at every packet and keep a few: they read the
+	 * ring where it lies instead of copying all of it (decap to the
+	 * output still builds from a copy) */
+	if (a->can_drop && filter->decap != PC_DECAP_OUT) {
+		a->map_len = SB_SIZE + (size_t)r->s->nslots * r->s->chunk_size;
+		void *m = mmap(NULL, a->map_len, PROT_READ, MAP_SHARED, r->s->fd, 0);
+		if (m != MAP_FAILED) {
+			a->map = m;
+			pthread_once(&bus_once, bus_install);
+		}
+	}
 	a->skip_id = r->next_id;
 	a->skip = r->skip;
 	r->skip = 0;
@@ -370,5 +500,7 @@ void pc_store_ahead_free(pc_store_ahead *a)
 	pthread_cond_destroy(&a->to_consumer);
 	pthread_mutex_destroy(&a->mu);
 	free_slots(a);
+	if (a->map)
+		munmap((void *)a->map, a->map_len);
 	free(a);
 }
