@@ -105,8 +105,9 @@ static inline int fetch(const struct vpkt *v, uint32_t k, uint32_t size, uint32_
  * program returns, 0 for "no". */
 static uint32_t bpf_run(const struct bpf_insn *pc, const struct vpkt *v, uint32_t wirelen)
 {
+	/* mem is not cleared, as in libpcap: a compiled program stores before
+	 * it loads */
 	uint32_t A = 0, X = 0, k, mem[BPF_MEMWORDS];
-	memset(mem, 0, sizeof mem);
 	for (;; pc++) {
 		switch (pc->code) {
 		case BPF_RET | BPF_K: return pc->k;
