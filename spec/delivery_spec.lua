@@ -131,11 +131,14 @@ return Config
       -- a data file without its .meta: a worker died while queueing it
       local qdir = d .. "/mnt/store0/spool/gate/queue/push_pcap"
       H.sh("mkdir -p " .. qdir .. " && echo junk > " .. qdir .. "/1700000000000000000-9.pcap")
+      -- and one delivered, whose copy was still there when the worker died
+      H.sh(("cd %s && echo sent > 1700000000000000000-8.pcap && echo name=x > 1700000000000000000-8.done"):format(qdir))
       config("a")
       local done = push_background(d, sh)
       wait_pending(d, "gate", 3)
       stop(done)
       assert.matches("removing [^\n]+/1700000000000000000%-9%.pcap: a split whose queueing did not finish", worker_log(d, "gate"))
+      assert.matches("removing [^\n]+/1700000000000000000%-8%.pcap: delivered before the last stop", worker_log(d, "gate"))
       assert.are.equal(6, #H.ls(qdir))
       -- the target's Path changes before they go out: a queued split still
       -- goes to the final name its first attempt had, and Post runs for it

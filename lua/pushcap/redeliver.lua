@@ -298,9 +298,16 @@ function Q:scan()
          end
       elseif n:match("%.tmp$") or n:match("%.err$") then
          os.remove(self.dir .. "/" .. n)
+      elseif n:match("%.done$") then
+         local did = n:match("^(.+)%.done$")
+         if has[did .. ".pcap"] then
+            self:log(("removing %s: delivered before the last stop"):format(data_path(self, did)))
+            os.remove(data_path(self, did))
+         end
+         os.remove(self.dir .. "/" .. n)
       else
          local did = n:match("^(.+)%.pcap$")
-         if did and not has[did .. ".meta"] then
+         if did and not has[did .. ".meta"] and not has[did .. ".done"] then
             self:log(("removing %s: a split whose queueing did not finish (it is made again from the store)")
                :format(data_path(self, did)))
             os.remove(data_path(self, did))
@@ -355,8 +362,12 @@ function Q:attempt_failed(e, reason)
 end
 
 function Q:delivered(e)
-   os.remove(meta_path(self, e.id))
+   -- marked delivered before its copy goes: a crash in between leaves a
+   -- split known to be delivered, not one whose queueing seems unfinished
+   local done = ("%s/%s.done"):format(self.dir, e.id)
+   os.rename(meta_path(self, e.id), done)
    os.remove(data_path(self, e.id))
+   os.remove(done)
    self:remove(e)
    self.fails = 0
    self.next_due = C.pc_mono_ns()
