@@ -394,10 +394,20 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	}
 	pthread_cond_init(&a->to_workers, NULL);
 	pthread_cond_init(&a->to_consumer, NULL);
+	/* the threads take no asynchronous signals: a SIGTERM must reach the
+	 * thread that may be blocked writing or sleeping, and act there */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int started = 0;
 	for (int i = 0; i < a->nthreads; i++)
 		if (pthread_create(&a->th[started], NULL, worker, a) == 0)
 			started++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	a->nthreads = started;
 	if (!started) {
 		pc_store_ahead_free(a);
