@@ -98,7 +98,10 @@ describe("RCLONE mode against real servers", function()
       local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone -o s3:%s/split/all- %s < in.pcap")
          :format(d, WITHCA, H.env, d, BUCKET, OPTS))
       assert.are.equal(0, rc, out)
-      assert.is_truthy(out:find("Cmd [rclone --config=" .. d .. "/root/opt/fmadio/etc/rclone.conf moveto", 1, true), out)
+      -- an object store: each split goes up under its final name, no moveto
+      -- (a server-side copy and delete on S3)
+      assert.is_nil(out:find("moveto", 1, true), out)
+      assert.matches("rcat s3:" .. BUCKET .. "/split/all%-[%d_]+%.pcap%.zst%]", out)
       compare_remote("s3:" .. BUCKET .. "/split/", ref)
       -- and the objects hold the input's packets
       local total = 0
@@ -117,6 +120,8 @@ describe("RCLONE mode against real servers", function()
       local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone -o dav:split/all- %s < in.pcap")
          :format(d, WITHCA, H.env, d, OPTS))
       assert.are.equal(0, rc, out)
+      -- a file store: written as .pending, then renamed
+      assert.is_truthy(out:find("Cmd [rclone --config=" .. d .. "/root/opt/fmadio/etc/rclone.conf moveto", 1, true), out)
       compare_remote("dav:split/", ref)
       -- what the server stored on its disk is the same
       assert.are.same(H.ls(ref), H.ls(srv.dir .. "/dav/split"))
@@ -154,6 +159,7 @@ return Config
          parts[#parts + 1] = H.sh2(("zstd -dc < %s/out/ref/%s"):format(d, n)):sub(25)
       end
       assert.is_true(table.concat(parts) == input, "the pushed splits differ from the input")
-      assert.matches("moveto", H.slurp(d .. "/mnt/store0/log/push_s3.cur") or "")
+      assert.is_nil((H.slurp(d .. "/mnt/store0/log/push_s3.cur") or "moveto"):find("moveto", 1, true))
+      assert.matches("moveto", H.slurp(d .. "/mnt/store0/log/push_dav.cur") or "")
    end)
 end)

@@ -68,13 +68,56 @@ modes.null = {
 -- brief glitch: 3 low-level retries fail a dead server in about 3 s.
 local RCLONE_RETRIES = "--low-level-retries=3"
 
+-- An object store shows an object only once its upload is complete, so
+-- there a split is uploaded under its final name: a .pending object, and
+-- the server-side copy and delete that `rclone moveto` is on an object
+-- store, would double each split's work (and its cost, and announce the
+-- object twice).  The remote's type comes from rclone.conf or rclone's
+-- RCLONE_CONFIG_<NAME>_TYPE; anything else (a file system, sftp, webdav,
+-- a wrapping remote, an unreadable config) keeps .pending and moveto.
+local OBJECT_STORES = { s3 = true, ["google cloud storage"] = true, gcs = true, azureblob = true, b2 = true,
+                        swift = true, oracleobjectstorage = true, qingstor = true }
+
+function M.rclone_remote_type(remote)
+   local env = os.getenv(("RCLONE_CONFIG_%s_TYPE"):format(remote:upper():gsub("%-", "_")))
+   if env and env ~= "" then return env end
+   local f = io.open(paths.rclone_conf)
+   if not f then return nil end
+   local section, rtype
+   for line in f:lines() do
+      local name = line:match("^%s*%[(.-)%]%s*$")
+      if name then
+         section = name
+      elseif section == remote then
+         rtype = rtype or line:match("^%s*type%s*=%s*(.-)%s*$")
+      end
+   end
+   f:close()
+   return rtype
+end
+
+local function rclone_atomic(self, name)
+   local remote = name:match("^([%w_.%-][%w_. %-]*):")
+   if not remote then return false end
+   self.atomic_cache = self.atomic_cache or {}
+   if self.atomic_cache[remote] == nil then
+      self.atomic_cache[remote] = OBJECT_STORES[(M.rclone_remote_type(remote) or ""):lower()] == true
+   end
+   return self.atomic_cache[remote]
+end
+
 modes.rclone = {
    describe = function(_, name) return "RCLONE:" .. name end,
-   upload = function(_, pending)
-      return { "rclone", "--config=" .. paths.rclone_conf, "--ignore-checksum", RCLONE_RETRIES, "rcat", pending }
+   target = function(self, pending)
+      return rclone_atomic(self, pending) and (pending:gsub("%.pending$", "")) or pending
+   end,
+   upload = function(self, pending)
+      return { "rclone", "--config=" .. paths.rclone_conf, "--ignore-checksum", RCLONE_RETRIES, "rcat",
+               self:target(pending) }
    end,
    prepare = function() return true end,
-   rename = function(_, from, to)
+   rename = function(self, from, to)
+      if rclone_atomic(self, from) then return true end -- uploaded under its final name
       local argv = { "rclone", "--config=" .. paths.rclone_conf, "moveto", from, to, RCLONE_RETRIES }
       local rc = proc.run(argv)
       if rc ~= 0 then return nil, ("rclone moveto %s %s exited %d"):format(from, to, rc) end
@@ -82,7 +125,7 @@ modes.rclone = {
    end,
    write_cmd = function(self, pending)
       return ("%s | rclone --config=%s --ignore-checksum %s rcat %s"):format(first(self), paths.rclone_conf,
-         RCLONE_RETRIES, pending)
+         RCLONE_RETRIES, self:target(pending))
    end,
 }
 
