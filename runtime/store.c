@@ -283,6 +283,10 @@ static int commit(pc_store *s)
 	if (rc)
 		return rc;
 	__atomic_store_n(&s->sb->head, h->chunk_id + 1, __ATOMIC_RELEASE);
+	/* and the next chunk's bytes after it: a reader of the mapped ring
+	 * that still sees the old head must not see the next lap's bytes
+	 * (x86 keeps stores in order anyway; weaker CPUs need this) */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	s->st.chunks++;
 	uint32_t capture = h->capture_id;
 	memset(h, 0, sizeof *h);

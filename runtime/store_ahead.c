@@ -164,8 +164,12 @@ static int walk(pc_store_ahead *a, struct slot *sl, uint8_t *rec, uint32_t skip,
 	for (uint32_t i = 0; i < cnt; i++) {
 		struct rec rc;
 		uint8_t *next = rec_next(p, end, &rc);
-		if (!next)
-			break; /* cannot happen in a chunk that passed its checksum */
+		if (!next) {
+			/* cannot happen in a chunk that passed its checksum */
+			snprintf(sl->err, sizeof sl->err, "chunk %llu: record overruns the chunk",
+				 (unsigned long long)sl->id);
+			break;
+		}
 		if (i >= skip) {
 			pc_pkt *pk = &sl->pkts[n++];
 			rec_pkt(pk, p, &rc, i);
@@ -242,6 +246,7 @@ static int fill_mapped(pc_store_ahead *a, struct slot *sl, uint32_t skip)
 		memset(&sl->dst, 0, sizeof sl->dst);
 		sl->n = 0;
 		sl->err[0] = 0;
+		sl->next_after = sl->id + 1; /* not an end of capture after all */
 		store_chunk_bad(a->r, sl->id, &sl->st, sl->err, sizeof sl->err);
 		return GOT_BAD;
 	}
@@ -361,7 +366,10 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	 * ring where it lies instead of copying all of it (decap to the
 	 * output still builds from a copy) */
 	if (a->can_drop && filter->decap != PC_DECAP_OUT) {
-		a->map_len = SB_SIZE + (size_t)r->s->nslots * r->s->chunk_size;
+		/* one chunk more than the file: a read past the ring's end (a
+		 * length changing under a walk) raises SIGBUS, which is handled,
+		 * rather than SIGSEGV */
+		a->map_len = SB_SIZE + (size_t)(r->s->nslots + 1) * r->s->chunk_size;
 		void *m = mmap(NULL, a->map_len, PROT_READ, MAP_SHARED, r->s->fd, 0);
 		if (m != MAP_FAILED) {
 			a->map = m;
@@ -370,7 +378,6 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	}
 	a->skip_id = r->next_id;
 	a->skip = r->skip;
-	r->skip = 0;
 	a->slots = calloc((size_t)a->nslots, sizeof *a->slots);
 	int ok = a->slots != NULL;
 	for (int i = 0; ok && i < a->nslots; i++) {
@@ -389,6 +396,8 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 	}
 	if (!ok || pthread_mutex_init(&a->mu, NULL)) {
 		free_slots(a);
+		if (a->map)
+			munmap((void *)a->map, a->map_len);
 		free(a);
 		return NULL;
 	}
@@ -413,6 +422,7 @@ pc_store_ahead *pc_store_ahead_new(pc_store_reader *r, int threads, const pc_fil
 		pc_store_ahead_free(a);
 		return NULL;
 	}
+	r->skip = 0; /* the ahead's now (a failure above leaves the reader as it was) */
 	return a;
 }
 
@@ -488,6 +498,15 @@ int pc_store_ahead_next(pc_store_ahead *a, pc_pkt **pkts, uint8_t **keep)
 		if (sl->got == GOT_END)
 			r->ended = 1;
 		if (sl->got == GOT_NONE) {
+			/* decided when the workers caught up, maybe long ago: if
+			 * chunks were committed since, claim them now rather than
+			 * say "nothing" (the caller's idle tick would then run
+			 * ahead of them) */
+			if (load_acq(&r->s->sb->head) > sl->next_after) {
+				a->paused = 0;
+				pthread_cond_broadcast(&a->to_workers);
+				continue;
+			}
 			a->resume_on_next = 1;
 			break;
 		}

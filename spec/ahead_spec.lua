@@ -349,6 +349,16 @@ describe("store read-ahead", function()
       got = drain()
       assert.are.equal(150, #got)
       assert.are.equal(H.t(101 * 1000), got[1])
+      -- the threads catch up and find nothing more while the consumer is
+      -- still behind; what is committed before it gets there is delivered
+      -- before any "nothing yet" (an idle tick must not overtake it)
+      put(251, 300)
+      local first = C.pc_store_ahead_next(a, pp, kp) -- the workers go on to find nothing more
+      assert.is_true(first > 0)
+      C.pc_sleep_ns(300e6)
+      put(301, 400)
+      got = drain()
+      assert.are.equal(150, first + #got)
       assert(w:end_capture())
       assert.are.equal(0, #drain())
       assert.are.equal(1, C.pc_store_reader_ended(rd.h))
