@@ -195,11 +195,34 @@ return Config
          local log = worker_log(d, "ftp")
          assert.matches("exited 137, restart", H.slurp(d .. "/sup.log"))
          assert.matches("queued for re%-sending from [^\n]+: upload failed: curl %(7%)", log)
+         -- no spool copy while splits flow: a failed one is made again from the store
+         assert.matches("all%-[%d_]+%.pcap%.zst made again from the store for re%-sending %(%d+ packets%)", log)
          assert.matches("splits? pending delivery, oldest all%-[^\n]+; next attempt in [%d.]+ s", log)
          assert.matches("delivered from the queue", log)
          assert.matches("Resuming capture cap", log)
          assert.is_nil(log:find(ftp.pass, 1, true), "the password is in the log")
          assert.is_nil((H.slurp(d .. "/sup.log") or ""):find(ftp.pass, 1, true), "the password is in the log")
+      end)
+
+      it("a filtered target's failed splits are made again through the same decap and filter", function()
+         local d, sh = make_root()
+         local filt = 'FilterBPF = "net 192.168.1.0/24 and tcp"'
+         local f = assert(io.open(d .. "/opt/fmadio/etc/push_pcap.lua", "w"))
+         f:write(([[
+local Config = { Target = {} }
+table.insert(Config.Target, { Desc = "ref", Mode = "File", Path = "%s/out/ref/all-", %s, %s })
+table.insert(Config.Target, { %s, %s, %s, %s })
+return Config
+]]):format(d, SPLIT, filt, remote("filtered"), SPLIT, SLOW, filt))
+         f:close()
+         ftp.stop()
+         local done = push_background(d, sh)
+         wait_pending(d, "ftp", 3)
+         ftp.start()
+         assert.are.equal(0, wait_done(d, done), H.slurp(d .. "/sup.log"))
+         same_as_ref(d, ftp.root .. "/filtered")
+         queue_empty(d, "ftp")
+         assert.matches("made again from the store for re%-sending", worker_log(d, "ftp"))
       end)
 
       it("stopped with splits pending: kept for the next run, never sent to a changed URL, shown, delivered", function()

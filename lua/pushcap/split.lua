@@ -5,10 +5,12 @@
 -- per-split work itself: close the old split (wait for its pipeline, run
 -- the close script, rename .pending, chown), run the new script, name and
 -- open the next one.  A split whose pipeline fails is re-sent from a raw
--- spool copy: pcap_split re-sends it at once, a few times, and when that
--- keeps failing keeps the copy and the log says where; push hands it to
--- its delivery queue (cfg.queue, pushcap.redeliver), which retries it in
--- the background while later splits flow.  Nothing accepted from the
+-- spool copy: pcap_split writes that copy as it goes, re-sends it at once,
+-- a few times, and when that keeps failing keeps the copy and the log says
+-- where; push makes the copy only for a split that failed, from the data
+-- still in the store (cfg.regenerate), and hands it to its delivery queue
+-- (cfg.queue, pushcap.redeliver), which retries it in the background while
+-- later splits flow.  Nothing accepted from the
 -- input is dropped without a log line that counts it.  A recognised pipe command (sink.comp) is compressed
 -- in-process by one pc_comp per engine, attached to each split's writer;
 -- a re-send from the spool compresses the raw copy again the same way.
@@ -36,6 +38,11 @@ local i64 = num.i64
 --   upload or rename fails is handed to it with its spool copy (cur.spool)
 --   instead of being re-sent here; the queue owns the copy from then on.
 --   idle (push): called while the engine waits out a full disk
+--   regenerate (push): function(cur, trigger_pkt, path, chomp) -> true |
+--   nil, err, retry: writes the raw pcap of split cur again, from the
+--   store, into path (retry: a full disk, worth waiting out); with it no
+--   spool copy is written as a split goes
+--   on_split_open (push): function(cur, first_pkt), when a split opens
 --   pipe_external (true: the pipe command runs as a process even when
 --   pushcap.compress recognises it; push's Compress = "external")
 function M.new(cfg)
@@ -77,7 +84,7 @@ function Engine:name_for(start_ts, end_ts)
    return c.sink.name_prefix .. c.prefix .. c.timestring(start_ts, end_ts) .. c.suffix
 end
 
-function Engine:open_split(boundary, first_ts, linktype)
+function Engine:open_split(boundary, first_ts, linktype, first_pkt)
    local c, sp = self.cfg, self.sp
    if c.script_new then
       local rc = proc.run_sh(c.script_new)
@@ -90,6 +97,7 @@ function Engine:open_split(boundary, first_ts, linktype)
                  wall0 = C.pc_now_ns(), boundary = boundary }
    self.cur = cur
    self.splits = self.splits + 1
+   if c.on_split_open and first_pkt then c.on_split_open(cur, first_pkt) end
    self:start_output(cur, linktype)
    self.log:new_split(self, cur, first_ts)
 end
@@ -97,7 +105,7 @@ end
 function Engine:start_output(cur, linktype)
    local c = self.cfg
    cur.spool_fd = -1
-   if c.spool_dir and sinkmod.needs_spool(c.sink) then
+   if c.spool_dir and sinkmod.needs_spool(c.sink) and not c.regenerate then
       -- a raw copy lets a failed pipeline be re-run without the input
       local base = cur.pending:match("([^/]*)$")
       cur.spool = c.spool_dir .. "/" .. base .. ".raw"
@@ -161,7 +169,7 @@ function Engine:write_failed(cur)
       C.pc_close(cur.st.write_fd)
       cur.st.write_fd = devnull
       C.pc_writer_retarget(cur.w, devnull)
-      if cur.spool_fd < 0 then
+      if cur.spool_fd < 0 and not c.regenerate then
          self.log:err(("output pipeline for %s died and there is no spool copy: this split's packets are lost")
             :format(cur.pending))
       end
@@ -212,11 +220,20 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    if not ok then cur.broken = (cur.epipe or not cur.broken) and err or cur.broken end
    if cur.spool_fd >= 0 then C.pc_close(cur.spool_fd) end
    C.pc_writer_free(cur.w)
+   cur.pkts = tonumber(snap.pkts)
+   if cur.broken and c.queue then self:regen(cur, trigger_pkt) end
    if cur.broken then
       if cur.spool and c.queue then
          self:enqueue(cur, cur.broken)
       elseif cur.spool then
          self:resend(cur)
+      elseif c.queue then
+         -- push: neither delivered nor queued, so the worker stops without
+         -- saving its position and this split is made again from the store
+         cur.failed = true
+         self.failed_splits = self.failed_splits + 1
+         self.log:err(("output for %s failed (%s) and it cannot be queued: it is made again from the store")
+            :format(cur.pending, cur.broken))
       else
          cur.failed = true
          self.failed_splits = self.failed_splits + 1
@@ -267,6 +284,7 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
       end
       local rerr
       cur.delivered, rerr = self:rename(cur)
+      if c.queue and not cur.delivered then self:regen(cur, trigger_pkt) end
       if c.queue and cur.spool then
          if cur.delivered then
             C.pc_unlink(cur.spool)
@@ -280,6 +298,38 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
    -- push records its position and runs Post here; trigger_pkt (the first
    -- record of the next split) is valid only during the call
    if c.on_split_done then c.on_split_done(cur, trigger_pkt) end
+end
+
+-- Push: the raw copy of split cur, whose delivery failed, made again from
+-- the store into the spool (cur.spool) for the queue.  A full spool disk
+-- is waited out (the queue drains meanwhile); when the store cannot give
+-- the split back (the ring overwrote it) or a signal asks us to stop,
+-- cur.spool stays nil: the split is then neither delivered nor queued, and
+-- push redoes it from the store after a restart (or counts what the ring
+-- took as lost).
+function Engine:regen(cur, trigger_pkt)
+   local c = self.cfg
+   if cur.spool or not c.regenerate or not c.spool_dir or not sinkmod.needs_spool(c.sink) then return end
+   local path = c.spool_dir .. "/" .. cur.pending:match("([^/]*)$") .. ".raw"
+   local failures = 0
+   while true do
+      local ok, err, retry = c.regenerate(cur, trigger_pkt, path, self.sp.chomp)
+      if ok then
+         cur.spool = path
+         self.log:info(("%s made again from the store for re-sending (%s packets)"):format(cur.name, cur.pkts))
+         return
+      end
+      C.pc_unlink(path)
+      if not retry then
+         self.log:err(("cannot make %s again from the store for re-sending: %s"):format(cur.name, err))
+         return
+      end
+      failures = failures + 1
+      local delay = math.min(c.retry_delay_ns * 2 ^ math.min(failures - 1, 6), 60e9)
+      self.log:err(("write failure. possibly out of disk space: %s (%s); retrying in %.1f s")
+         :format(err, path, delay / 1e9))
+      if not self:wait(delay) then return end
+   end
 end
 
 -- Push: hands a split whose delivery failed to the queue (cfg.queue) with
@@ -438,7 +488,7 @@ function Engine:feed(pkts, n, linktype)
             j = j + 1
          else
             if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
-            self:open_split(boundary, ts, linktype)
+            self:open_split(boundary, ts, linktype, pkts[j])
             -- pc_split_begin reset the counters; record j is scanned again
             -- and can never start another split
          end

@@ -166,6 +166,7 @@ function M.run(cfg, t, opts)
       end
    end
    local need_decap = filter.decap ~= C.PC_DECAP_NONE
+   local use_filter = (bpf or frame_ok or need_decap) and filter or nil
    local dstats = ffi.new("pc_decap_stats")
    local ahead   -- the reader's threads: started just before the loop
    local function close_ahead()
@@ -201,6 +202,71 @@ function M.run(cfg, t, opts)
       local ok, serr = queue:scan()
       if not ok then return fail(serr) end
    end
+   -- A split whose delivery failed, made again from the store: records
+   -- [cur.from, the record that closed it) of this capture through the same
+   -- filter, as raw pcap into path.  Checked against the split's own packet
+   -- count.  Returns true, or nil, a reason and whether waiting may help
+   -- (a full spool disk).
+   local function regenerate(cur, trig, path, chomp)
+      if not cur.from then return nil, "where the split starts in the store is not known" end
+      local to
+      if trig == nil or (trig.wirelen == 0 and trig.rec == 0xffffffff) then
+         to = { chunk = tonumber(C.pc_store_reader_position(r)), rec = 0 }
+      else
+         to = { chunk = tonumber(cur_chunk), rec = trig.rec }
+      end
+      local rd2, rerr = st:reader(m, { chunk = cur.from.chunk, rec = cur.from.rec })
+      if not rd2 then return nil, rerr end
+      local a2 = C.pc_store_ahead_new(rd2.h, 1, use_filter, ffi.new("pc_decap_stats"))
+      if a2 == nil then return nil, "out of memory for a store reader" end
+      local fd = C.pc_open_write(path)
+      if fd < 0 then
+         C.pc_store_ahead_free(a2)
+         return nil, ("cannot create %s: %s"):format(path, proc.errstr(fd)), true
+      end
+      local w = C.pc_writer_open(fd, -1, linktype, 4 * 1024 * 1024)
+      if w == nil then error("out of memory for the pcap writer") end
+      local pp, kp = ffi.new("pc_pkt *[1]"), ffi.new("uint8_t *[1]")
+      local made, err, retry = 0, nil, false
+      while true do
+         local n = C.pc_store_ahead_next(a2, pp, kp)
+         if n < 0 then err = ffi.string(C.pc_store_reader_error(rd2.h)) end
+         if n <= 0 then break end
+         local chunk = tonumber(C.pc_store_reader_chunk(rd2.h))
+         if chunk > to.chunk then break end
+         local pkts = pp[0]
+         if chunk == to.chunk then
+            local k = 0
+            while k < n and pkts[k].rec < to.rec do k = k + 1 end
+            n = k
+         end
+         if n > 0 then
+            local cnt = kp[0] ~= nil and C.pc_pkt_select(pkts, n, kp[0]) or n
+            for i = 0, cnt - 1 do
+               if pkts[i].wirelen > 0 then made = made + 1 end
+            end
+            if C.pc_writer_put(w, pkts, cnt, chomp) < cnt then
+               err, retry = proc.errstr(-C.pc_writer_errno(w)), true
+               break
+            end
+         end
+         if chunk >= to.chunk then break end
+      end
+      if not err and C.pc_writer_finish(w) < 0 then err, retry = proc.errstr(-C.pc_writer_errno(w)), true end
+      C.pc_writer_free(w)
+      C.pc_close(fd)
+      C.pc_store_ahead_free(a2)
+      local sst = ffi.new("pc_store_stats")
+      C.pc_store_reader_stats(rd2.h, sst)
+      if not err and (sst.lost_chunks > 0 or sst.corrupt_chunks > 0) then
+         err = "the ring has overwritten part of it"
+      elseif not err and made ~= cur.pkts then
+         err = ("%d packets made again where the split had %d"):format(made, cur.pkts)
+      end
+      if err then return nil, err, retry end
+      return true
+   end
+
    if t.mode == "lxc" then
       engine = M.ring_output(t, log, state_path, function(chunk, rec) save_state(state_path, m.id, chunk, rec) end)
       if not engine then return 1 end
@@ -217,6 +283,9 @@ function M.run(cfg, t, opts)
       end,
       -- while a full disk is waited out, the queue goes on (and frees the spool)
       idle = queue and function() queue:tick() end,
+      -- no spool copy as a split goes: a failed one is made again from the store
+      regenerate = queue and regenerate,
+      on_split_open = function(cur, p) cur.from = { chunk = tonumber(cur_chunk), rec = p.rec } end,
       on_split_done = function(cur, trig)
          if not cur.delivered and not cur.queued then
             -- keep the saved position before this split: the restarted
@@ -261,7 +330,7 @@ function M.run(cfg, t, opts)
       return pkts, cnt
    end
 
-   ahead = C.pc_store_ahead_new(r, 0, (bpf or frame_ok or need_decap) and filter or nil, dstats)
+   ahead = C.pc_store_ahead_new(r, 0, use_filter, dstats)
    if ahead == nil then return leave(fail("out of memory (or no thread) for the store reader")) end
    -- the threads use the reader and the filter: this frees them first,
    -- whatever order the collector finds them in (close_ahead does it on
