@@ -310,6 +310,8 @@ end
 function Engine:regen(cur, trigger_pkt)
    local c = self.cfg
    if cur.spool or not c.regenerate or not c.spool_dir or not sinkmod.needs_spool(c.sink) then return end
+   -- stopping: the split is made again, whole, when push resumes
+   if C.pc_signal_pending() ~= 0 then return end
    local path = c.spool_dir .. "/" .. cur.pending:match("([^/]*)$") .. ".raw"
    local failures = 0
    while true do
