@@ -97,6 +97,7 @@ function M.rclone_remote_type(remote)
 end
 
 local function rclone_atomic(self, name)
+   if self.rclone_pending then return false end -- asked for the appliance's way everywhere
    local remote = name:match("^([%w_.%-][%w_. %-]*):")
    if not remote then return false end
    self.atomic_cache = self.atomic_cache or {}
@@ -217,7 +218,8 @@ modes.ssh = {
 
 -- ---- construction -------------------------------------------------------
 -- opts: mode ("file"|"null"|"rclone"|"curl"|"ssh"), pipe_cmd, curl_args,
--- curl_url, ssh_spec, pipe_external (or compress = "external": run the pipe
+-- curl_url, ssh_spec, rclone_pending (.pending and moveto on object stores
+-- too), pipe_external (or compress = "external": run the pipe
 -- command as a process even when it is recognised).  Returns the sink or
 -- nil and a reason.
 function M.new(opts)
@@ -229,6 +231,7 @@ function M.new(opts)
       s.comp = compress.recognise(s.pipe_cmd)
    end
    s.name_prefix = ""
+   s.rclone_pending = opts.rclone_pending
    if opts.mode == "rclone" then
       -- rclone 1.60 refuses to start (LoadCustomCABundleError) when
       -- AWS_CA_BUNDLE is set, and cannot use it anyway: its own --ca-cert

@@ -73,6 +73,7 @@ function M.parse(argv, o)
          elseif a == "--pipe-cmd" then o.pipe_cmd = value(a); step = 2
          elseif a == "--pipe-external" then o.pipe_external = true
          elseif a == "--rclone" then o.mode = "rclone"
+         elseif a == "--rclone-pending" then o.rclone_pending = true
          elseif a == "--curl" then
             o.mode, o.curl_args, o.curl_url = "curl", value(a), value(a, 2)
             step = 3
@@ -116,7 +117,8 @@ function M.resolve(o)
    r.timestring, err = naming.timestring(o.filename, o.strftime)
    if not r.timestring then return nil, err end
    r.sink, err = sink.new({ mode = o.mode, pipe_cmd = o.pipe_cmd, curl_args = o.curl_args,
-                            curl_url = o.curl_url, ssh_spec = o.ssh_spec, pipe_external = o.pipe_external })
+                            curl_url = o.curl_url, ssh_spec = o.ssh_spec, pipe_external = o.pipe_external,
+                            rclone_pending = o.rclone_pending })
    if not r.sink then return nil, err end
    if o.owner_spec then
       local uid, gid, ebuf = ffi.new("int[1]"), ffi.new("int[1]"), ffi.new("char[256]")
