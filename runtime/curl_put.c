@@ -1,7 +1,7 @@
 /* CURL output mode: uploads through libcurl in this process.
  *
  * pc_upload_start makes a pipe and a thread; the thread runs one
- * curl_easy_perform whose read callback reads the pipe, so the split engine
+ * transfer (perform) whose read callback reads the pipe, so the split engine
  * writes a split into an fd exactly as it would into a curl process's stdin.
  * When the transfer ends early (login refused, server gone, disk full) the
  * thread closes the read end at once: the writer gets EPIPE (SIGPIPE is
@@ -42,7 +42,6 @@ static struct {
 	CURLcode (*global_init)(long);
 	CURL *(*easy_init)(void);
 	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-	CURLcode (*easy_perform)(CURL *);
 	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
 	void (*easy_cleanup)(CURL *);
 	const char *(*easy_strerror)(CURLcode);
@@ -50,6 +49,13 @@ static struct {
 	CURLSHcode (*share_setopt)(CURLSH *, CURLSHoption, ...);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_perform)(CURLM *, int *);
+	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned int, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_cleanup)(CURLM *);
 } lc;
 static char load_err[256];
 
@@ -59,7 +65,6 @@ static char load_err[256];
 #undef curl_easy_getinfo
 #undef curl_share_setopt
 #define curl_easy_setopt lc.easy_setopt
-#define curl_easy_perform lc.easy_perform
 #define curl_easy_getinfo lc.easy_getinfo
 #define curl_easy_cleanup lc.easy_cleanup
 #define curl_easy_strerror lc.easy_strerror
@@ -67,6 +72,13 @@ static char load_err[256];
 #define curl_share_setopt lc.share_setopt
 #define curl_slist_append lc.slist_append
 #define curl_slist_free_all lc.slist_free_all
+#define curl_multi_init lc.multi_init
+#define curl_multi_add_handle lc.multi_add_handle
+#define curl_multi_remove_handle lc.multi_remove_handle
+#define curl_multi_perform lc.multi_perform
+#define curl_multi_poll lc.multi_poll
+#define curl_multi_info_read lc.multi_info_read
+#define curl_multi_cleanup lc.multi_cleanup
 
 static int load_curl(void)
 {
@@ -79,7 +91,6 @@ static int load_curl(void)
 		{ (void **)&lc.global_init, "curl_global_init" },
 		{ (void **)&lc.easy_init, "curl_easy_init" },
 		{ (void **)&lc.easy_setopt, "curl_easy_setopt" },
-		{ (void **)&lc.easy_perform, "curl_easy_perform" },
 		{ (void **)&lc.easy_getinfo, "curl_easy_getinfo" },
 		{ (void **)&lc.easy_cleanup, "curl_easy_cleanup" },
 		{ (void **)&lc.easy_strerror, "curl_easy_strerror" },
@@ -87,6 +98,13 @@ static int load_curl(void)
 		{ (void **)&lc.share_setopt, "curl_share_setopt" },
 		{ (void **)&lc.slist_append, "curl_slist_append" },
 		{ (void **)&lc.slist_free_all, "curl_slist_free_all" },
+		{ (void **)&lc.multi_init, "curl_multi_init" },
+		{ (void **)&lc.multi_add_handle, "curl_multi_add_handle" },
+		{ (void **)&lc.multi_remove_handle, "curl_multi_remove_handle" },
+		{ (void **)&lc.multi_perform, "curl_multi_perform" },
+		{ (void **)&lc.multi_poll, "curl_multi_poll" },
+		{ (void **)&lc.multi_info_read, "curl_multi_info_read" },
+		{ (void **)&lc.multi_cleanup, "curl_multi_cleanup" },
 	};
 	for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
 		*syms[i].to = dlsym(so, syms[i].name);
@@ -304,6 +322,42 @@ static void report(char *err, size_t errlen, CURLcode rc, const char *errbuf, lo
 		snprintf(err, errlen, "curl (%d) %s", (int)rc, msg);
 }
 
+/* curl_easy_perform, with the waits kept short.  The easy loop waits up
+ * to a second for whatever libcurl asks it to; libcurl 7.88 sets up an FTP
+ * data connection (after EPSV) with nothing to wake that wait, so every
+ * few uploads stood still for a second before connecting.  Here no wait
+ * is longer than 10 ms; a transfer in progress wakes it at once anyway. */
+static CURLcode perform(CURL *h)
+{
+	CURLM *m = curl_multi_init();
+	if (!m)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(m, h) != CURLM_OK) {
+		curl_multi_cleanup(m);
+		return CURLE_FAILED_INIT;
+	}
+	CURLcode rc = CURLE_OK;
+	int running = 1;
+	while (running) {
+		if (curl_multi_perform(m, &running) != CURLM_OK) {
+			rc = CURLE_FAILED_INIT;
+			break;
+		}
+		if (running && curl_multi_poll(m, NULL, 0, 10, NULL) != CURLM_OK) {
+			rc = CURLE_FAILED_INIT;
+			break;
+		}
+	}
+	int left;
+	CURLMsg *msg;
+	while ((msg = curl_multi_info_read(m, &left)))
+		if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+			rc = msg->data.result;
+	curl_multi_remove_handle(m, h);
+	curl_multi_cleanup(m);
+	return rc;
+}
+
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
 	pc_upload *u = arg;
@@ -318,7 +372,7 @@ static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
 static void *upload_thread(void *arg)
 {
 	pc_upload *u = arg;
-	u->rc = curl_easy_perform(u->h);
+	u->rc = perform(u->h);
 	curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &u->resp);
 	/* the writer sees EPIPE from now on instead of blocking forever */
 	close(u->rfd);
@@ -414,7 +468,7 @@ int pc_curl_rename(const char *dir_url, const char *from, const char *to, const 
 		curl_easy_setopt(h, CURLOPT_POSTQUOTE, cmds);
 	}
 	curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	CURLcode rc = curl_easy_perform(h);
+	CURLcode rc = perform(h);
 	long resp = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp);
 	int ret = 0;
