@@ -1,11 +1,15 @@
 /* CURL output mode: uploads through libcurl in this process.
  *
- * pc_upload_start makes a pipe and a thread; the thread runs one
- * transfer (perform) whose read callback reads the pipe, so the split engine
- * writes a split into an fd exactly as it would into a curl process's stdin.
+ * pc_upload_start starts a thread that runs one transfer (perform).  Its
+ * read callback takes the bytes either from a pipe (when a pipe command or
+ * a re-send from a file feeds the upload: the split engine writes into an
+ * fd exactly as it would into a curl process's stdin) or, directly, from
+ * the pcap writer's own memory (pc_upload_writev: the writer waits until
+ * libcurl has copied what it handed over; two copies fewer than a pipe).
  * When the transfer ends early (login refused, server gone, disk full) the
- * thread closes the read end at once: the writer gets EPIPE (SIGPIPE is
- * ignored by the host) and the engine re-sends from its spool.
+ * thread closes the pipe's read end, or ends the hand-over, at once: the
+ * writer gets EPIPE (SIGPIPE is ignored by the host) and the split is sent
+ * again later.
  *
  * Options are "name=value" lines (lua/pushcap/curlopts.lua makes them from
  * curl-style arguments; docs/targets.md lists them). */
@@ -20,15 +24,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct pc_upload {
 	pthread_t th;
-	int rfd;
+	int rfd;                   /* the pipe's read end; -1 for a direct upload */
 	CURL *h;
 	CURLcode rc;
 	long resp;
 	char errbuf[CURL_ERROR_SIZE];
+	/* direct: what the writer handed over and libcurl has not taken yet */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const struct iovec *iov;
+	int iovcnt;
+	size_t off;                /* into iov[0] */
+	int eof;                   /* pc_upload_finish: no more bytes */
+	int ended;                 /* the transfer is over */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -358,9 +371,57 @@ static CURLcode perform(CURL *h)
 	return rc;
 }
 
+static size_t read_direct(pc_upload *u, char *buf, size_t room)
+{
+	pthread_mutex_lock(&u->mu);
+	while (!u->iovcnt && !u->eof)
+		pthread_cond_wait(&u->cv, &u->mu);
+	size_t got = 0;
+	while (u->iovcnt && got < room) {
+		size_t left = u->iov->iov_len - u->off;
+		size_t k = left < room - got ? left : room - got;
+		memcpy(buf + got, (const char *)u->iov->iov_base + u->off, k);
+		got += k;
+		u->off += k;
+		if (u->off == u->iov->iov_len) {
+			u->iov++;
+			u->iovcnt--;
+			u->off = 0;
+		}
+	}
+	if (!u->iovcnt)
+		pthread_cond_broadcast(&u->cv); /* the writer may go on */
+	pthread_mutex_unlock(&u->mu);
+	return got; /* 0: the end of the upload */
+}
+
+int pc_upload_writev(pc_upload *u, const struct iovec *iov, int n)
+{
+	int rc = 0;
+	pthread_mutex_lock(&u->mu);
+	if (u->ended) {
+		rc = -EPIPE;
+	} else {
+		u->iov = iov;
+		u->iovcnt = n;
+		u->off = 0;
+		pthread_cond_broadcast(&u->cv);
+		while (u->iovcnt && !u->ended)
+			pthread_cond_wait(&u->cv, &u->mu);
+		if (u->iovcnt)
+			rc = -EPIPE; /* the transfer ended before it took everything */
+	}
+	u->iov = NULL;
+	u->iovcnt = 0;
+	pthread_mutex_unlock(&u->mu);
+	return rc;
+}
+
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
 	pc_upload *u = arg;
+	if (u->rfd < 0)
+		return read_direct(u, buf, size * nitems);
 	for (;;) {
 		ssize_t n = read(u->rfd, buf, size * nitems);
 		if (n >= 0) return (size_t)n;
@@ -375,8 +436,14 @@ static void *upload_thread(void *arg)
 	u->rc = perform(u->h);
 	curl_easy_getinfo(u->h, CURLINFO_RESPONSE_CODE, &u->resp);
 	/* the writer sees EPIPE from now on instead of blocking forever */
-	close(u->rfd);
-	u->rfd = -1;
+	if (u->rfd >= 0) {
+		close(u->rfd);
+		u->rfd = -1;
+	}
+	pthread_mutex_lock(&u->mu);
+	u->ended = 1;
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mu);
 	return NULL;
 }
 
@@ -392,8 +459,10 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 		free(u);
 		return NULL;
 	}
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) < 0) {
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_cond_init(&u->cv, NULL);
+	int fds[2] = { -1, -1 };
+	if (write_fd && pipe2(fds, O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		curl_easy_cleanup(u->h);
 		free(u);
@@ -403,7 +472,8 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 	/* Large pipe and upload buffers: with the 64 KiB defaults the writer
 	 * and the upload thread hand over the data in small pieces, and the
 	 * context switches cost more than the transfer on a fast link. */
-	fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+	if (write_fd)
+		fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
 	curl_easy_setopt(u->h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(u->h, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
 	curl_easy_setopt(u->h, CURLOPT_READFUNCTION, read_cb);
@@ -411,19 +481,26 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 	int rc = pthread_create(&u->th, NULL, upload_thread, u);
 	if (rc) {
 		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-		close(fds[0]);
-		close(fds[1]);
+		if (write_fd) {
+			close(fds[0]);
+			close(fds[1]);
+		}
 		curl_easy_cleanup(u->h);
 		free(u);
 		return NULL;
 	}
-	*write_fd = fds[1];
+	if (write_fd)
+		*write_fd = fds[1];
 	return u;
 }
 
 int pc_upload_finish(pc_upload *u, char *err, size_t errlen)
 {
 	if (!u) return 0;
+	pthread_mutex_lock(&u->mu);
+	u->eof = 1; /* a direct upload ends here (a piped one when its pipe closes) */
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mu);
 	pthread_join(u->th, NULL);
 	int ret = 0;
 	if (u->rc != CURLE_OK) {
@@ -431,6 +508,8 @@ int pc_upload_finish(pc_upload *u, char *err, size_t errlen)
 		ret = -1;
 	}
 	curl_easy_cleanup(u->h);
+	pthread_cond_destroy(&u->cv);
+	pthread_mutex_destroy(&u->mu);
 	free(u);
 	return ret;
 }

@@ -17,6 +17,11 @@
 
 #include "pushcap.h"
 
+/* curl_put.c's side of a direct upload (Lua has no use for it): hands the
+ * bytes to libcurl and waits until it has taken them; 0, or -EPIPE when
+ * the transfer ended first */
+int pc_upload_writev(pc_upload *u, const struct iovec *iov, int n);
+
 /* compress.c's side of the hook (kept out of pushcap.h: Lua has no use for it) */
 void pc_comp_begin(pc_comp *c);
 int pc_comp_step(pc_comp *c, const uint8_t *in, size_t len, int end, size_t *used,
@@ -47,6 +52,7 @@ struct pc_writer {
 	const uint8_t *zout;
 	size_t zlen, zdone;
 	int ending;             /* pc_writer_finish: end the compressed stream */
+	pc_upload *up;          /* bytes go to this upload instead of fd */
 };
 
 static int write_all(int fd, const uint8_t *p, size_t len, size_t *done)
@@ -65,6 +71,20 @@ static int write_all(int fd, const uint8_t *p, size_t len, size_t *done)
 	return 0;
 }
 
+/* write_all to the writer's output: its fd, or its upload */
+static int out_all(pc_writer *w, const uint8_t *p, size_t len, size_t *done)
+{
+	if (!w->up)
+		return write_all(w->fd, p, len, done);
+	if (*done >= len)
+		return 0;
+	struct iovec v = { (void *)(p + *done), len - *done };
+	int rc = pc_upload_writev(w->up, &v, 1);
+	if (rc == 0)
+		*done = len;
+	return rc;
+}
+
 static void fmad_close_chunk(pc_writer *w);
 
 /* Compresses buf[cdone..len) (and ends the stream when ending) and writes
@@ -80,7 +100,7 @@ static int comp_flush(pc_writer *w)
 	int more = 1;
 	for (;;) {
 		if (w->zdone < w->zlen) {
-			int rc = write_all(w->fd, w->zout, w->zlen, &w->zdone);
+			int rc = out_all(w, w->zout, w->zlen, &w->zdone);
 			if (rc)
 				return rc;
 		}
@@ -100,7 +120,7 @@ int pc_writer_flush(pc_writer *w)
 {
 	if (w->chunk_open)
 		fmad_close_chunk(w);
-	int rc = w->comp ? comp_flush(w) : write_all(w->fd, w->buf, w->len, &w->done);
+	int rc = w->comp ? comp_flush(w) : out_all(w, w->buf, w->len, &w->done);
 	if (rc == 0 && w->tee_fd >= 0)
 		rc = write_all(w->tee_fd, w->buf, w->len, &w->tee_done);
 	if (rc) {
@@ -292,7 +312,16 @@ static int gather_flush(pc_writer *w, struct gather *g)
 	}
 	size_t wrote = 0;
 	int i = 0;
-	while (i < cnt) {
+	if (w->up) {
+		/* libcurl takes it all, or the transfer is over */
+		if (pc_upload_writev(w->up, v, cnt) == 0) {
+			wrote = held + g->bytes;
+			i = cnt;
+		} else {
+			w->err = EPIPE;
+		}
+	}
+	while (i < cnt && !w->up) {
 		ssize_t k = writev(w->fd, v + i, cnt - i > IOV_MAX ? IOV_MAX : cnt - i);
 		if (k <= 0) {
 			if (k < 0 && errno == EINTR)
@@ -415,8 +444,11 @@ int pc_writer_put(pc_writer *w, const pc_pkt *pkts, int n, uint32_t chomp)
 void pc_writer_retarget(pc_writer *w, int fd)
 {
 	w->fd = fd;
+	w->up = NULL;
 	w->err = 0;
 }
+
+void pc_writer_set_upload(pc_writer *w, pc_upload *u) { w->up = u; }
 
 int pc_writer_errno(const pc_writer *w) { return w->err; }
 /* With a compressor: the plain bytes not yet compressed plus the compressed

@@ -196,13 +196,20 @@ int pc_writer_finish(pc_writer *w);          /* 0 or -errno */
 /* ---- uploads through libcurl, in-process (CURL mode) -------------------- */
 typedef struct pc_upload pc_upload;
 /* Starts uploading to url whatever is written to *write_fd (a pipe whose
- * other end a thread of this process feeds to libcurl).  options holds
- * "name=value" lines mapped to libcurl options (see lua/pushcap/curlopts.lua
- * and docs/targets.md).  NULL with a message on failure. */
+ * other end a thread of this process feeds to libcurl); with write_fd NULL,
+ * whatever a pcap writer hands over directly (pc_writer_set_upload).
+ * options holds "name=value" lines mapped to libcurl options (see
+ * lua/pushcap/curlopts.lua and docs/targets.md).  NULL with a message on
+ * failure. */
 pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, char *err, size_t errlen);
-/* After the caller closed *write_fd: waits for the transfer; 0, or -1 with
- * libcurl's message (and the server's last reply) in err. */
+/* After the caller closed *write_fd (or finished its writer): waits for
+ * the transfer; 0, or -1 with libcurl's message (and the server's last
+ * reply) in err. */
 int pc_upload_finish(pc_upload *u, char *err, size_t errlen);
+/* The writer's bytes go to upload u (started without a pipe) instead of
+ * its fd, without a copy of their own; EPIPE when the transfer ended.
+ * pc_writer_retarget undoes it. */
+void pc_writer_set_upload(pc_writer *w, pc_upload *u);
 /* FTP/FTPS: RNFR from + RNTO to in dir_url; SFTP: rename.  0 or -1 + err. */
 int pc_curl_rename(const char *dir_url, const char *from, const char *to, const char *options,
 		   char *err, size_t errlen);

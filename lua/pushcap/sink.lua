@@ -276,14 +276,23 @@ end
 -- nil for a fresh split (then the returned write_fd takes the bytes).  With
 -- s.comp the pipe command is not part of the chain: the caller writes
 -- compressed bytes (and must not hand a raw spool file in as in_fd).
--- Returns { pids = {...}, write_fd = fd|nil, out_fd = fd|nil } or nil, err.
+-- Returns { pids = {...}, write_fd = fd|nil (-1: a direct upload, see
+-- M.attach), upload = pc_upload|nil } or nil, err.
 function M.start(s, pending, in_fd)
    local ok, err = s:prepare(pending)
    if not ok then return nil, err end
    local st = { pids = {} }
    local up, out
-   if s.mode == "curl" and s.curl_opts then
-      -- in-process upload: its pipe is the chain's final stdout
+   if s.mode == "curl" and s.curl_opts and not in_fd and not (s.pipe_cmd and not s.comp) then
+      -- in-process upload fed straight from the pcap writer's memory (M.attach)
+      local ebuf = ffi.new("char[1024]")
+      local h = C.pc_upload_start(s.url_dir .. s:target(pending), s.curl_opts, nil, ebuf, 1024)
+      if h == nil then return nil, ffi.string(ebuf) end
+      st.upload, st.direct, st.write_fd = h, true, -1
+      return st
+   elseif s.mode == "curl" and s.curl_opts then
+      -- in-process upload behind a pipe command or a re-sent file: its pipe
+      -- is the chain's final stdout
       local fdp, ebuf = ffi.new("int[1]"), ffi.new("char[1024]")
       local h = C.pc_upload_start(s.url_dir .. s:target(pending), s.curl_opts, fdp, ebuf, 1024)
       if h == nil then return nil, ffi.string(ebuf) end
@@ -339,6 +348,12 @@ function M.start(s, pending, in_fd)
 end
 
 -- Closes the write side and waits for the chain; returns true or nil, err.
+-- Connects the pcap writer w to the chain st started: a direct upload
+-- takes the writer's bytes itself (st.write_fd is then -1).
+function M.attach(st, w)
+   if st.direct then C.pc_writer_set_upload(w, st.upload) end
+end
+
 function M.finish(st)
    if st.write_fd then C.pc_close(st.write_fd); st.write_fd = nil end
    local bad

@@ -128,6 +128,7 @@ function Engine:start_output(cur, linktype)
    self.log:cmd(c.sink:write_cmd(cur.pending))
    cur.w = C.pc_writer_open(st.write_fd, cur.spool_fd, linktype, 4 * 1024 * 1024)
    if cur.w == nil then error("out of memory for the pcap writer") end
+   sinkmod.attach(st, cur.w)
    -- each split is a new compressed stream; the spool copy stays plain
    if self.comp then C.pc_writer_set_comp(cur.w, self.comp) end
 end
@@ -416,6 +417,7 @@ function M.send_spool(sink, comp, spool, pending, pkts, interruptible)
    end
    local w = C.pc_writer_open(st.write_fd, -1, C.pc_reader_linktype(rd), 4 * 1024 * 1024)
    if w == nil then error("out of memory for the pcap writer") end
+   sinkmod.attach(st, w)
    C.pc_writer_set_comp(w, comp)
    pkts = pkts or ffi.new("pc_pkt[?]", BATCH)
    local werr
