@@ -465,6 +465,8 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 	if (write_fd && pipe2(fds, O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		curl_easy_cleanup(u->h);
+		pthread_cond_destroy(&u->cv);
+		pthread_mutex_destroy(&u->mu);
 		free(u);
 		return NULL;
 	}
@@ -486,6 +488,8 @@ pc_upload *pc_upload_start(const char *url, const char *options, int *write_fd, 
 			close(fds[1]);
 		}
 		curl_easy_cleanup(u->h);
+		pthread_cond_destroy(&u->cv);
+		pthread_mutex_destroy(&u->mu);
 		free(u);
 		return NULL;
 	}

@@ -127,7 +127,10 @@ function Engine:start_output(cur, linktype)
    cur.st = st
    self.log:cmd(c.sink:write_cmd(cur.pending))
    cur.w = C.pc_writer_open(st.write_fd, cur.spool_fd, linktype, 4 * 1024 * 1024)
-   if cur.w == nil then error("out of memory for the pcap writer") end
+   if cur.w == nil then
+      sinkmod.finish(st)
+      error("out of memory for the pcap writer")
+   end
    sinkmod.attach(st, cur.w)
    -- each split is a new compressed stream; the spool copy stays plain
    if self.comp then C.pc_writer_set_comp(cur.w, self.comp) end
@@ -293,9 +296,17 @@ function Engine:close_split(snap, trigger_ts, next_boundary, final, trigger_pkt)
             -- push: the queue sends it again from the copy and renames it
             self:enqueue(cur, rerr)
          end
+      elseif c.queue and not cur.delivered then
+         cur.failed = true
+         self.failed_splits = self.failed_splits + 1
+         self.log:err(("%s could not be renamed (%s) nor queued: it is made again from the store"):format(cur.name, rerr))
       end
    end
    self.prev_boundary = cur.boundary
+   -- push: a split neither delivered nor queued is made again from the
+   -- store after a restart, so nothing after it may go out (or move the
+   -- saved position past it) meanwhile
+   if c.queue and not cur.delivered and not cur.queued then self.halted = true end
    -- push records its position and runs Post here; trigger_pkt (the first
    -- record of the next split) is valid only during the call
    if c.on_split_done then c.on_split_done(cur, trigger_pkt) end
@@ -416,7 +427,10 @@ function M.send_spool(sink, comp, spool, pending, pkts, interruptible)
       return nil, err
    end
    local w = C.pc_writer_open(st.write_fd, -1, C.pc_reader_linktype(rd), 4 * 1024 * 1024)
-   if w == nil then error("out of memory for the pcap writer") end
+   if w == nil then
+      sinkmod.finish(st)
+      error("out of memory for the pcap writer")
+   end
    sinkmod.attach(st, w)
    C.pc_writer_set_comp(w, comp)
    pkts = pkts or ffi.new("pc_pkt[?]", BATCH)
@@ -492,6 +506,7 @@ function Engine:feed(pkts, n, linktype)
             j = j + 1
          else
             if snap then self:close_split(snap, ts, boundary, false, pkts[j]) end
+            if self.halted then return end
             self:open_split(boundary, ts, linktype, pkts[j])
             -- pc_split_begin reset the counters; record j is scanned again
             -- and can never start another split
