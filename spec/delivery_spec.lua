@@ -173,6 +173,19 @@ return Config
             .. 'CurlArgs = "-u %s:%s --ftp-create-dirs --connect-timeout 5"'):format(ftp.port, sub, ftp.user, ftp.pass)
       end
 
+      -- The server is down from the start of the push until during() has
+      -- seen the outage do its work; afterwards it holds exactly the
+      -- reference files under sub, and the queue is empty.
+      local function outage(d, sh, sub, during)
+         ftp.stop()
+         local done = push_background(d, sh)
+         during()
+         ftp.start()
+         assert.are.equal(0, wait_done(d, done), H.slurp(d .. "/sup.log"))
+         same_as_ref(d, ftp.root .. "/" .. sub)
+         queue_empty(d, "ftp")
+      end
+
       it("server stopped mid-push, worker killed, server back: every split delivered once, byte-identical", function()
          local d, sh = make_root()
          write_config(d, remote("stop"))
@@ -215,13 +228,7 @@ table.insert(Config.Target, { %s, %s, %s, %s })
 return Config
 ]]):format(d, SPLIT, filt, remote("filtered"), SPLIT, SLOW, filt))
          f:close()
-         ftp.stop()
-         local done = push_background(d, sh)
-         wait_pending(d, "ftp", 3)
-         ftp.start()
-         assert.are.equal(0, wait_done(d, done), H.slurp(d .. "/sup.log"))
-         same_as_ref(d, ftp.root .. "/filtered")
-         queue_empty(d, "ftp")
+         outage(d, sh, "filtered", function() wait_pending(d, "ftp", 3) end)
          assert.matches("made again from the store for re%-sending", worker_log(d, "ftp"))
       end)
 
@@ -286,14 +293,10 @@ return Config
          local out, mrc = H.sh("mount -t tmpfs -o size=2m tmpfs " .. spool)
          assert(mrc == 0, "cannot mount a tmpfs (the specs run as root): " .. out)
          finally(function() H.sh("umount " .. spool) end)
-         ftp.stop()
-         local done = push_background(d, sh)
-         assert(S.until_true(function() return worker_log(d, "ftp"):find("possibly out of disk space", 1, true) end, 40),
-            "the spool never filled:\n" .. worker_log(d, "ftp"))
-         ftp.start()
-         assert.are.equal(0, wait_done(d, done), H.slurp(d .. "/sup.log"))
-         same_as_ref(d, ftp.root .. "/spoolfull")
-         queue_empty(d, "ftp")
+         outage(d, sh, "spoolfull", function()
+            assert(S.until_true(function() return worker_log(d, "ftp"):find("possibly out of disk space", 1, true) end, 40),
+               "the spool never filled:\n" .. worker_log(d, "ftp"))
+         end)
          assert.matches("delivered from the queue", worker_log(d, "ftp"))
       end)
    end)

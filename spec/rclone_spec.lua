@@ -90,14 +90,21 @@ describe("RCLONE mode against real servers", function()
 
    after_each(H.cleanup)
 
-   it("pcap_split --rclone uploads to S3 (s3rver): objects equal the local reference, no .pending left", function()
+   -- pcap_split --rclone <flags> of fresh input to <remote:path/>all-:
+   -- returns the directory, the local reference and the log
+   local function split_to(flags, dest)
       local d = H.tmpdir()
       gen(d)
       local ref = reference(d)
       write_conf(d .. "/root")
-      local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone -o s3:%s/split/all- %s < in.pcap")
-         :format(d, WITHCA, H.env, d, BUCKET, OPTS))
+      local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone %s -o %sall- %s < in.pcap")
+         :format(d, WITHCA, H.env, d, flags, dest, OPTS))
       assert.are.equal(0, rc, out)
+      return d, ref, out
+   end
+
+   it("pcap_split --rclone uploads to S3 (s3rver): objects equal the local reference, no .pending left", function()
+      local _, ref, out = split_to("", "s3:" .. BUCKET .. "/split/")
       -- an object store: each split goes up under its final name, no moveto
       -- (a server-side copy and delete on S3)
       assert.is_nil(out:find("moveto", 1, true), out)
@@ -113,26 +120,14 @@ describe("RCLONE mode against real servers", function()
    end)
 
    it("pcap_split --rclone --rclone-pending keeps the appliance's .pending and moveto on S3 too", function()
-      local d = H.tmpdir()
-      gen(d)
-      local ref = reference(d)
-      write_conf(d .. "/root")
-      local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone --rclone-pending -o s3:%s/pend/all- %s < in.pcap")
-         :format(d, WITHCA, H.env, d, BUCKET, OPTS))
-      assert.are.equal(0, rc, out)
+      local d, ref, out = split_to("--rclone-pending", "s3:" .. BUCKET .. "/pend/")
       assert.matches("rcat s3:" .. BUCKET .. "/pend/all%-[%d_]+%.pcap%.zst%.pending%]", out)
       assert.is_truthy(out:find("Cmd [rclone --config=" .. d .. "/root/opt/fmadio/etc/rclone.conf moveto", 1, true), out)
       compare_remote("s3:" .. BUCKET .. "/pend/", ref)
    end)
 
    it("pcap_split --rclone uploads to rclone serve webdav: files equal the local reference", function()
-      local d = H.tmpdir()
-      gen(d)
-      local ref = reference(d)
-      write_conf(d .. "/root")
-      local out, rc = H.sh(("cd %s && %s %s PUSHCAP_ROOT=%s/root pcap_split --rclone -o dav:split/all- %s < in.pcap")
-         :format(d, WITHCA, H.env, d, OPTS))
-      assert.are.equal(0, rc, out)
+      local d, ref, out = split_to("", "dav:split/")
       -- a file store: written as .pending, then renamed
       assert.is_truthy(out:find("Cmd [rclone --config=" .. d .. "/root/opt/fmadio/etc/rclone.conf moveto", 1, true), out)
       compare_remote("dav:split/", ref)
