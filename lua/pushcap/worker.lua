@@ -19,7 +19,6 @@ local splitopts = require("pushcap.splitopts")
 local store = require("pushcap.store")
 
 local M = {}
-local BATCH = split.BATCH
 
 -- ---- saved position ----------------------------------------------------------
 -- <store>/push/<config name>/: one directory per config, since two
